@@ -1,0 +1,599 @@
+"""Tests for tinynn.data: MNIST fetch/verify/cache and the toy 2-D datasets.
+
+These tests never touch the internet: the public mirror list is emptied and any socket that is
+not loopback fails the test. Downloads are served by a loopback HTTP server the tests start.
+"""
+import functools
+import gzip
+import hashlib
+import os
+import pickle
+import socket
+import struct
+import threading
+import warnings
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import tinynn.data as data
+from tinynn.errors import ConfigError, DataError
+from tinynn.random import rng, seed
+
+MIRROR_ENV, DATA_DIR_ENV = "TINYNN_DATA_MIRROR", "TINYNN_DATA_DIR"
+LOOPBACK = {"127.0.0.1", "::1", "localhost"}
+# Official MNIST class counts (train, test): Nielsen's train + validation must reproduce them.
+TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
+TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+
+
+def _real_data_folder():
+    """Folder with the real mnist.pkl.gz: $TINYNN_DATA_MIRROR if a folder, else ../shared/data."""
+    candidates = [os.environ.get(MIRROR_ENV, ""),
+                  Path(__file__).resolve().parents[2] / "shared" / "data"]
+    for folder in candidates:
+        if folder and (Path(folder) / data.PKL_NAME).is_file():
+            return Path(folder)
+    return None
+
+
+REAL_DATA = _real_data_folder()  # read before the fixtures below clear the environment
+needs_real_mnist = pytest.mark.skipif(
+    REAL_DATA is None,
+    reason="real MNIST not found: put mnist.pkl.gz in ../shared/data or point TINYNN_DATA_MIRROR "
+           "at a folder holding it")
+
+
+# --------------------------------------------------------------------------- fixtures, helpers
+
+@pytest.fixture(autouse=True, scope="module")
+def offline():
+    """No public mirrors, no ambient data env vars, and no sockets except loopback."""
+    real_connect, real_getaddrinfo = socket.socket.connect, socket.getaddrinfo
+
+    def connect(sock, address):
+        if sock.family in (socket.AF_INET, socket.AF_INET6) and address[0] not in LOOPBACK:
+            raise AssertionError(f"a test tried to reach the network: {address}")
+        return real_connect(sock, address)
+
+    def getaddrinfo(host, *args, **kwargs):
+        if host not in LOOPBACK:
+            raise AssertionError(f"a test tried to resolve {host}")
+        return real_getaddrinfo(host, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(data, "MIRRORS", ())
+        mp.setattr(socket.socket, "connect", connect)
+        mp.setattr(socket, "getaddrinfo", getaddrinfo)
+        mp.delenv(MIRROR_ENV, raising=False)
+        mp.delenv(DATA_DIR_ENV, raising=False)
+        yield
+
+
+class _QuietHandler(SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+class _LyingHandler(_QuietHandler):
+    """Promises 1000 more bytes than it sends, like a connection cut mid-download."""
+
+    def do_GET(self):
+        body = Path(self.directory, self.path.lstrip("/")).read_bytes()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body) + 1000))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+class _Server:
+    """A ThreadingHTTPServer on 127.0.0.1 (free port) serving ``folder`` from a thread."""
+
+    def __init__(self, folder, handler=_QuietHandler):
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0),
+                                         functools.partial(handler, directory=str(folder)))
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True,
+                                       kwargs={"poll_interval": 0.02})  # quick shutdown
+        self.thread.start()
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+
+    def stop(self):
+        if self.thread.is_alive():
+            self.httpd.shutdown()
+            self.thread.join()
+            self.httpd.server_close()
+
+
+@pytest.fixture
+def serve():
+    """``serve(folder, handler=...)`` starts a loopback server; all are shut down afterwards."""
+    servers = []
+
+    def start(folder, handler=_QuietHandler):
+        servers.append(_Server(folder, handler))
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+def _sha256(path):
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def _write_idx(path, array):
+    header = bytes([0, 0, 0x08, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
+    path.write_bytes(gzip.compress(header + array.astype(np.uint8).tobytes(), compresslevel=1))
+
+
+def _idx_mirror(folder, arrays):
+    """Write arrays as the four IDX files; return the IDX_FILES table with their checksums."""
+    table = {}
+    for key, (name, _) in data.IDX_FILES.items():
+        _write_idx(folder / name, arrays[key])
+        table[key] = (name, _sha256(folder / name))
+    return table
+
+
+def _fake_mnist():
+    """Full-size, MNIST-shaped arrays that compress well (each image is one grey level)."""
+    def images(n):
+        return np.broadcast_to((np.arange(n) % 251).astype(np.uint8)[:, None, None],
+                               (n, 28, 28)).copy()
+    return {"x_train": images(60000), "y_train": (np.arange(60000) % 10).astype(np.uint8),
+            "x_test": images(10000), "y_test": (np.arange(10000) % 10).astype(np.uint8)}
+
+
+@pytest.fixture(scope="module")
+def fake_idx(tmp_path_factory):
+    """A folder mirror with full-size fake IDX files: (folder, checksum table, arrays)."""
+    folder = tmp_path_factory.mktemp("idx-mirror")
+    arrays = _fake_mnist()
+    return folder, _idx_mirror(folder, arrays), arrays
+
+
+def _nielsen_pickle(path, splits):
+    """Write ``splits`` [(pixels uint8 (n, 784), labels)] * 3 the way Nielsen did: x = pixel / 256.
+
+    (Python 3's protocol 2 would spell bytes as ``_codecs.encode`` calls, which the restricted
+    unpickler rightly refuses; Nielsen's Python 2 file and protocols >= 3 need no such call.)
+    """
+    obj = tuple(((k / 256).astype(np.float32), y.astype(np.int64)) for k, y in splits)
+    with gzip.open(path, "wb") as f:
+        pickle.dump(obj, f, protocol=4)
+
+
+def _assert_mnist_shapes(train, test, flatten=True):
+    for (x, y), n in ((train, 60000), (test, 10000)):
+        assert x.shape == ((n, 784) if flatten else (n, 28, 28))
+        assert x.dtype == np.float32 and y.dtype == np.int64 and y.shape == (n,)
+        assert x.min() == 0.0 and x.max() <= 1.0
+
+
+# --------------------------------------------------------------------------- real MNIST
+
+@pytest.fixture(scope="module")
+def real_cache(tmp_path_factory):
+    """Build a cache from the real mnist.pkl.gz served over loopback HTTP (conversion #1)."""
+    if REAL_DATA is None:
+        pytest.skip("real MNIST not found (see needs_real_mnist)")
+    folder = tmp_path_factory.mktemp("real-cache")
+    server = _Server(REAL_DATA)
+    try:
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv(MIRROR_ENV, server.url)
+            result = data.load_mnist(folder, progress=True)
+    finally:
+        server.stop()
+    return folder, result
+
+
+@needs_real_mnist
+def test_real_mnist_over_http(real_cache):
+    folder, (train, test) = real_cache
+    _assert_mnist_shapes(train, test)
+    assert train[0].max() == 1.0
+    assert np.bincount(train[1]).tolist() == TRAIN_COUNTS
+    assert np.bincount(test[1]).tolist() == TEST_COUNTS
+    assert train[1][:3].tolist() == [5, 0, 4] and test[1][:3].tolist() == [7, 2, 1]
+    # pixels are exact k/255 values (uint8 in the cache)
+    assert np.array_equal(train[0][:500] * 255, np.rint(train[0][:500] * 255))
+    assert sorted(os.listdir(folder)) == ["mnist.npz"]  # the raw download is gone
+
+
+@needs_real_mnist
+def test_real_mnist_second_call_reads_cache_offline(real_cache, monkeypatch):
+    folder, (train, test) = real_cache
+    monkeypatch.setenv(DATA_DIR_ENV, str(folder))  # also exercises the default data_dir
+    monkeypatch.setattr(data, "_open", lambda source: pytest.fail(f"fetched {source}"))
+    (x, y), (xt, yt) = data.load_mnist()
+    assert np.array_equal(x, train[0]) and np.array_equal(yt, test[1])
+
+
+@needs_real_mnist
+def test_real_mnist_from_folder_mirror(real_cache, tmp_path, monkeypatch):
+    """Conversion #2: a folder mirror gives the same cache as the HTTP one."""
+    _, (train, test) = real_cache
+    monkeypatch.setenv(MIRROR_ENV, str(REAL_DATA))
+    (x, y), (xt, yt) = data.load_mnist(tmp_path, flatten=False, progress=False)
+    _assert_mnist_shapes((x, y), (xt, yt), flatten=False)
+    assert np.array_equal(x.reshape(60000, 784), train[0]) and np.array_equal(y, train[1])
+    assert np.array_equal(xt.reshape(10000, 784), test[0]) and np.array_equal(yt, test[1])
+
+
+# --------------------------------------------------------------------------- IDX format
+
+@pytest.mark.parametrize("shape", [(3,), (4, 2, 5), (1, 28, 28)])
+def test_read_idx_roundtrip(tmp_path, shape):
+    array = np.arange(np.prod(shape)).reshape(shape).astype(np.uint8)
+    _write_idx(tmp_path / "a.gz", array)
+    assert np.array_equal(data._read_idx(tmp_path / "a.gz", ndim=len(shape)), array)
+
+
+@pytest.mark.parametrize("magic", [b"\x00\x00\x08\x01", b"\x00\x00\x0d\x03", b"\x01\x02\x08\x03"])
+def test_read_idx_bad_magic(tmp_path, magic):
+    path = tmp_path / "train-images-idx3-ubyte.gz"
+    path.write_bytes(gzip.compress(magic + struct.pack(">3I", 1, 2, 2) + bytes(4)))
+    with pytest.raises(DataError, match="train-images-idx3-ubyte.gz: bad magic number"):
+        data._read_idx(path, ndim=3)
+
+
+@pytest.mark.parametrize("payload", [bytes(3), bytes(5)])
+def test_read_idx_size_mismatch(tmp_path, payload):
+    path = tmp_path / "labels.gz"
+    path.write_bytes(gzip.compress(b"\x00\x00\x08\x01" + struct.pack(">I", 4) + payload))
+    with pytest.raises(DataError, match="header promises"):
+        data._read_idx(path, ndim=1)
+
+
+def test_read_idx_not_gzip(tmp_path):
+    (tmp_path / "x.gz").write_bytes(b"not gzip at all")
+    with pytest.raises(DataError, match="not a valid gzip"):
+        data._read_idx(tmp_path / "x.gz", ndim=1)
+
+
+def test_small_idx_over_http_with_injected_checksums(tmp_path, serve, monkeypatch):
+    mirror, work = tmp_path / "mirror", tmp_path / "work"
+    mirror.mkdir()
+    work.mkdir()
+    arrays = {"x_train": np.arange(3 * 784).reshape(3, 28, 28) % 256, "y_train": np.arange(3),
+              "x_test": np.ones((2, 28, 28)), "y_test": np.array([9, 8])}
+    monkeypatch.setattr(data, "IDX_FILES", _idx_mirror(mirror, arrays))
+    got = data._from_idx(serve(mirror).url, work, progress=False)
+    for key, array in arrays.items():
+        assert got[key].dtype == np.uint8 and np.array_equal(got[key], array)
+
+
+def test_small_idx_mirror_is_rejected_as_not_mnist(tmp_path, monkeypatch):
+    """Valid IDX files of the wrong size never become a cache."""
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    arrays = {"x_train": np.zeros((3, 28, 28)), "y_train": np.arange(3),
+              "x_test": np.zeros((2, 28, 28)), "y_test": np.arange(2)}
+    monkeypatch.setattr(data, "IDX_FILES", _idx_mirror(mirror, arrays))
+    monkeypatch.setenv(MIRROR_ENV, str(mirror))
+    with pytest.raises(DataError, match=r"x_train should be uint8 of shape \(60000, 28, 28\)"):
+        data.load_mnist(tmp_path / "cache")
+    assert os.listdir(tmp_path / "cache") == []
+
+
+def test_full_size_idx_mirror_over_http(tmp_path, serve, fake_idx, monkeypatch):
+    folder, table, arrays = fake_idx
+    monkeypatch.setattr(data, "IDX_FILES", table)
+    monkeypatch.setenv(MIRROR_ENV, serve(folder).url + "/")
+    (x, y), (xt, yt) = data.load_mnist(tmp_path, progress=False)
+    _assert_mnist_shapes((x, y), (xt, yt))
+    assert np.array_equal(x, arrays["x_train"].reshape(60000, 784) / np.float32(255))
+    assert np.array_equal(yt, arrays["y_test"])
+    assert os.listdir(tmp_path) == ["mnist.npz"]
+
+
+# --------------------------------------------------------------------------- fetch + verify
+
+@pytest.mark.parametrize("kind", ["http", "file-url", "path"])
+def test_fetch_verifies_and_copies(tmp_path, serve, kind):
+    (tmp_path / "src").mkdir()
+    src = tmp_path / "src" / "blob.gz"
+    src.write_bytes(os.urandom(3_000_000))
+    source = {"http": lambda: serve(src.parent).url + "/blob.gz",
+              "file-url": src.as_uri, "path": lambda: str(src)}[kind]()
+    dest = data._fetch(source, tmp_path / "blob.gz", _sha256(src), progress=True)
+    assert dest.read_bytes() == src.read_bytes()
+    assert sorted(os.listdir(tmp_path)) == ["blob.gz", "src"]
+
+
+def _assert_rejected(err, tmp_path, name):
+    message = str(err.value)
+    assert name in message and MIRROR_ENV in message and "re-download" in message
+    assert not (tmp_path / name).exists() and not (tmp_path / (name + ".part")).exists()
+
+
+@pytest.mark.parametrize("damage", ["one byte changed", "truncated"])
+def test_fetch_rejects_damaged_file(tmp_path, serve, damage):
+    (tmp_path / "src").mkdir()
+    src = tmp_path / "src" / "t10k-labels-idx1-ubyte.gz"
+    good = os.urandom(10_000)
+    bad = good[:5000] + bytes([good[5000] ^ 1]) + good[5001:] if damage == "one byte changed" \
+        else good[:7000]
+    src.write_bytes(bad)
+    expected = hashlib.sha256(good).hexdigest()
+    with pytest.raises(DataError) as err:
+        data._fetch(serve(src.parent).url + "/" + src.name, tmp_path / src.name, expected)
+    assert expected in str(err.value) and hashlib.sha256(bad).hexdigest() in str(err.value)
+    _assert_rejected(err, tmp_path, src.name)
+
+
+def test_fetch_rejects_cut_connection(tmp_path, serve):
+    (tmp_path / "src").mkdir()
+    src = tmp_path / "src" / "mnist.pkl.gz"
+    src.write_bytes(os.urandom(10_000))
+    url = serve(src.parent, _LyingHandler).url + "/mnist.pkl.gz"
+    with pytest.raises(DataError, match="truncated: got 10000 of 11000 bytes") as err:
+        data._fetch(url, tmp_path / "mnist.pkl.gz", _sha256(src))
+    _assert_rejected(err, tmp_path, "mnist.pkl.gz")
+
+
+def test_tampered_idx_mirror_leaves_no_cache(tmp_path, monkeypatch):
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    arrays = {"x_train": np.zeros((3, 28, 28)), "y_train": np.arange(3),
+              "x_test": np.zeros((2, 28, 28)), "y_test": np.arange(2)}
+    monkeypatch.setattr(data, "IDX_FILES", _idx_mirror(mirror, arrays))
+    labels = mirror / "train-labels-idx1-ubyte.gz"
+    raw = bytearray(labels.read_bytes())
+    raw[-3] ^= 0xFF
+    labels.write_bytes(bytes(raw))
+    monkeypatch.setenv(MIRROR_ENV, str(mirror))
+    with pytest.raises(DataError) as err:
+        data.load_mnist(tmp_path / "cache")
+    message = str(err.value)
+    assert "train-labels-idx1-ubyte.gz" in message and "failed its SHA-256 check" in message
+    assert data.IDX_FILES["y_train"][1] in message and "python -m tinynn data" in message
+    assert os.listdir(tmp_path / "cache") == []
+
+
+def test_all_sources_fail_reports_each(tmp_path, serve, monkeypatch):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    server = serve(empty)
+    monkeypatch.setattr(data, "MIRRORS", ((server.url, ("pkl", "idx")),))
+    monkeypatch.setenv(MIRROR_ENV, str(empty))
+    with pytest.raises(DataError) as err:
+        data.ensure_mnist(tmp_path / "cache", progress=False)
+    message = str(err.value)
+    assert message.count("[pkl]") == 2 and message.count("[idx]") == 2
+    assert f"{MIRROR_ENV}={empty}" in message and "404" in message
+    assert "No such file" in message and "python -m tinynn data" in message
+    assert os.listdir(tmp_path / "cache") == []
+
+
+def test_falls_back_to_the_next_source(tmp_path, fake_idx, monkeypatch):
+    folder, table, _ = fake_idx
+    monkeypatch.setattr(data, "IDX_FILES", table)
+    monkeypatch.setattr(data, "MIRRORS", ((str(folder), ("idx",)),))
+    monkeypatch.setenv(MIRROR_ENV, str(tmp_path / "missing"))
+    path = data.ensure_mnist(tmp_path / "cache", progress=False)
+    assert path == tmp_path / "cache" / "mnist.npz" and path.is_file()
+
+
+# --------------------------------------------------------------------------- the pickle
+
+class _Evil:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"echo pwned > {self.marker}",)
+
+
+class _EvalEvil:
+    def __reduce__(self):
+        return eval, ("1 + 1",)
+
+
+def test_nielsen_pickle_converts_exactly(tmp_path):
+    gen = np.random.default_rng(0)
+    splits = [(gen.integers(0, 256, (n, 784)), gen.integers(0, 10, n)) for n in (5, 3, 4)]
+    splits[0][0][0, :2] = [0, 255]
+    _nielsen_pickle(tmp_path / "mnist.pkl.gz", splits)
+    arrays = data._read_pkl(tmp_path / "mnist.pkl.gz")
+    assert arrays["x_train"].dtype == np.uint8 and arrays["x_train"].shape == (8, 28, 28)
+    assert np.array_equal(arrays["x_train"].reshape(8, 784),
+                          np.concatenate([splits[0][0], splits[1][0]]))
+    assert np.array_equal(arrays["y_train"], np.concatenate([splits[0][1], splits[1][1]]))
+    assert np.array_equal(arrays["x_test"].reshape(4, 784), splits[2][0])
+
+
+def test_nielsen_pickle_out_of_range_pixels(tmp_path):
+    splits = [(np.full((2, 784), 256), np.zeros(2))] * 3  # 256/256 = 1.0 is not a uint8 pixel
+    _nielsen_pickle(tmp_path / "mnist.pkl.gz", splits)
+    with pytest.raises(DataError, match="outside"):
+        data._read_pkl(tmp_path / "mnist.pkl.gz")
+
+
+def test_pickle_with_wrong_layout(tmp_path):
+    with gzip.open(tmp_path / "mnist.pkl.gz", "wb") as f:
+        pickle.dump({"x": [1, 2]}, f, protocol=2)
+    with pytest.raises(DataError, match="layout of Nielsen"):
+        data._read_pkl(tmp_path / "mnist.pkl.gz")
+
+
+@pytest.mark.parametrize("evil", ["os.system", "eval"])
+def test_malicious_pickle_is_refused(tmp_path, monkeypatch, evil):
+    marker = tmp_path / "marker"
+    payload = _Evil(marker) if evil == "os.system" else _EvalEvil()
+    with gzip.open(tmp_path / "mnist.pkl.gz", "wb") as f:
+        pickle.dump(((payload, 1), 2, 3), f)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(DataError, match="refusing to unpickle"):
+        data._read_pkl(tmp_path / "mnist.pkl.gz")
+    assert not marker.exists()
+
+
+def test_malicious_pickle_with_valid_checksum_end_to_end(tmp_path, serve, monkeypatch):
+    """Even if a bad pickle matched the expected hash, nothing but arrays would be built."""
+    mirror, marker = tmp_path / "mirror", tmp_path / "marker"
+    mirror.mkdir()
+    with gzip.open(mirror / "mnist.pkl.gz", "wb") as f:
+        pickle.dump(_Evil(marker), f)
+    monkeypatch.setattr(data, "PKL_SHA256", _sha256(mirror / "mnist.pkl.gz"))
+    monkeypatch.setenv(MIRROR_ENV, serve(mirror).url)
+    with pytest.raises(DataError, match=r"refusing to unpickle (posix|nt|os)\.system"):
+        data.load_mnist(tmp_path / "cache")
+    assert not marker.exists() and os.listdir(tmp_path / "cache") == []
+
+
+def test_tampered_pickle_in_folder_mirror(tmp_path, monkeypatch):
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    (mirror / "mnist.pkl.gz").write_bytes(b"\x1f\x8b" + os.urandom(1000))
+    monkeypatch.setenv(MIRROR_ENV, str(mirror))
+    with pytest.raises(DataError) as err:
+        data.load_mnist(tmp_path / "cache")
+    assert data.PKL_SHA256 in str(err.value) and "mnist.pkl.gz" in str(err.value)
+    assert os.listdir(tmp_path / "cache") == []
+
+
+# --------------------------------------------------------------------------- the cache
+
+def test_interrupted_conversion_leaves_nothing(tmp_path, fake_idx, monkeypatch):
+    folder, table, _ = fake_idx
+    monkeypatch.setattr(data, "IDX_FILES", table)
+    monkeypatch.setenv(MIRROR_ENV, str(folder))
+
+    def savez_then_crash(file, **arrays):
+        file.write(b"PK\x03\x04 half a zip")
+        raise KeyboardInterrupt  # e.g. the student pressed Ctrl-C / the kernel was interrupted
+
+    monkeypatch.setattr(data.np, "savez", savez_then_crash)
+    with pytest.raises(KeyboardInterrupt):
+        data.load_mnist(tmp_path)
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("content", ["garbage", "wrong shapes", "object array", "missing key"])
+def test_damaged_cache_is_reported(tmp_path, content):
+    path = tmp_path / "mnist.npz"
+    fake = _fake_mnist()
+    if content == "garbage":
+        path.write_bytes(b"this is not an npz file")
+    elif content == "wrong shapes":
+        np.savez(path, **dict(fake, x_test=fake["x_test"][:, :27]))
+    elif content == "object array":
+        np.savez(path, **dict(fake, y_test=np.array([None] * 10000)))
+    else:
+        np.savez(path, **{k: v for k, v in fake.items() if k != "y_train"})
+    with pytest.raises(DataError) as err:
+        data.load_mnist(tmp_path)
+    message = str(err.value)
+    assert str(path) in message and "damaged" in message
+    assert "Delete it" in message and "python -m tinynn data" in message
+
+
+def test_ensure_mnist_rebuilds_damaged_cache(tmp_path, fake_idx, monkeypatch):
+    folder, table, arrays = fake_idx
+    monkeypatch.setattr(data, "IDX_FILES", table)
+    monkeypatch.setenv(MIRROR_ENV, str(folder))
+    (tmp_path / "mnist.npz").write_bytes(b"junk")
+    with pytest.warns(UserWarning, match="damaged"):
+        path = data.ensure_mnist(tmp_path, progress=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert data.ensure_mnist(tmp_path, progress=False) == path  # valid now: no rebuild
+    with np.load(path, allow_pickle=False) as npz:
+        assert np.array_equal(npz["x_train"], arrays["x_train"])
+    assert os.listdir(tmp_path) == ["mnist.npz"]
+    assert (path.stat().st_mode & 0o777) == 0o644
+
+
+def test_default_data_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv(DATA_DIR_ENV, str(tmp_path / "here"))
+    assert data.default_data_dir() == tmp_path / "here"
+    monkeypatch.delenv(DATA_DIR_ENV)
+    repo = Path(data.__file__).resolve().parent.parent
+    if (repo / "data").is_dir() and (repo / "pyproject.toml").is_file():
+        assert data.default_data_dir() == repo / "data"
+    monkeypatch.setattr(data, "__file__", str(tmp_path / "site-packages" / "tinynn" / "data.py"))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert data.default_data_dir() == tmp_path / "home" / ".cache" / "tinynn"
+
+
+# --------------------------------------------------------------------------- toy datasets
+
+TOYS = [data.spirals, data.moons, data.circles]
+
+
+def _n_classes(make, **kwargs):
+    return kwargs.get("n_classes", 3) if make is data.spirals else 2
+
+
+@pytest.mark.parametrize("make", TOYS)
+def test_toy_defaults(make):
+    x, y = make(seed=0)
+    n = {data.spirals: 300, data.moons: 200, data.circles: 200}[make]
+    assert x.shape == (n, 2) and x.dtype == np.float32
+    assert y.shape == (n,) and y.dtype == np.int64
+    k = _n_classes(make)
+    assert np.bincount(y).tolist() == [n // k] * k
+    assert np.any(np.diff(y) < 0), "classes should be shuffled, not in blocks"
+    assert np.all(np.isfinite(x))
+
+
+@settings(max_examples=40, deadline=None)
+@given(make=st.sampled_from(TOYS), n=st.integers(7, 400), k=st.integers(2, 7),
+       noise=st.floats(0, 2), seed_=st.integers(0, 2**32))
+def test_toy_sizes_balanced(make, n, k, noise, seed_):
+    kwargs = {"n_classes": k} if make is data.spirals else {}
+    x, y = make(n_samples=n, noise=noise, seed=seed_, **kwargs)
+    counts = np.bincount(y, minlength=_n_classes(make, **kwargs))
+    assert x.shape == (n, 2) and y.shape == (n,) and counts.sum() == n
+    assert counts.max() - counts.min() <= 1
+
+
+@pytest.mark.parametrize("make", TOYS)
+def test_toy_seeds(make):
+    a, b, c = make(seed=1), make(seed=1), make(seed=2)
+    assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+    assert not np.array_equal(a[0], c[0])
+    state = rng().bit_generator.state
+    make(seed=3)
+    assert rng().bit_generator.state == state, "an int seed must not use the global generator"
+    seed(7)
+    d = make()
+    seed(7)
+    assert np.array_equal(d[0], make()[0])
+
+
+def test_toy_shapes_without_noise():
+    x, y = data.circles(n_samples=100, noise=0, factor=0.3, seed=0)
+    radius = np.hypot(x[:, 0], x[:, 1])
+    assert np.allclose(radius[y == 0], 1) and np.allclose(radius[y == 1], 0.3)
+    x, y = data.moons(n_samples=100, noise=0, seed=0)
+    assert np.allclose(np.hypot(*x[y == 0].T), 1) and np.all(x[y == 0, 1] >= -1e-6)
+    assert np.allclose(np.hypot(x[y == 1, 0] - 1, x[y == 1, 1] - 0.5), 1)
+    x, y = data.spirals(n_samples=90, noise=0, seed=0)
+    assert np.all(np.hypot(*x.T) <= 1 + 1e-6)
+
+
+@pytest.mark.parametrize("make, kwargs", [
+    (data.spirals, {"n_samples": 2}),  # fewer points than the 3 classes
+    (data.spirals, {"n_classes": 1}),
+    (data.spirals, {"n_samples": 2.5}),
+    (data.moons, {"n_samples": 1}),
+    (data.moons, {"n_samples": True}),
+    (data.moons, {"noise": -0.1}),
+    (data.moons, {"noise": float("nan")}),
+    (data.circles, {"noise": "lots"}),
+    (data.circles, {"factor": 1.0}),
+    (data.circles, {"factor": 0}),
+    (data.circles, {"seed": -1}),
+    (data.spirals, {"seed": 1.5}),
+])
+def test_toy_bad_arguments(make, kwargs):
+    with pytest.raises(ConfigError):
+        make(**kwargs)

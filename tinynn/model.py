@@ -1,0 +1,268 @@
+"""Model: the training pipeline. net + loss + optimizer, and the loop that ties them together.
+
+One training step is the whole story of deep learning:
+    pred = net.forward(x)                 # predict
+    value, grad = loss(pred, y)           # how wrong, and in which direction
+    net.backward(grad)                    # gradients of every parameter (chain rule)
+    optimizer.step(net.params, net.grads) # move the parameters a little downhill
+"""
+import json
+import math
+import os
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from .batches import BatchIterator
+from .errors import ConfigError, DataError, ShapeError
+from .losses import SigmoidCrossEntropy, SoftmaxCrossEntropy
+from .metrics import accuracy
+
+FORMAT_VERSION = 1
+
+
+class Callback:
+    """Hooks into ``Model.fit``. Override what you need; set ``model.stop_training = True``
+    from any hook to end training after the current step."""
+
+    def on_train_begin(self, model): pass
+    def on_epoch_begin(self, model, epoch): pass
+    def on_batch_end(self, model, step, logs): pass
+    def on_epoch_end(self, model, epoch, logs): pass
+    def on_train_end(self, model, history): pass
+
+
+class Model:
+    def __init__(self, net, loss, optimizer, dtype=np.float32):
+        self.net, self.loss, self.optimizer = net, loss, optimizer
+        self.dtype = np.dtype(dtype)
+        self.stop_training = False
+        self.history = None
+
+    @property
+    def is_classifier(self):
+        return isinstance(self.loss, (SoftmaxCrossEntropy, SigmoidCrossEntropy))
+
+    # ------------------------------------------------------------------ one step
+    def train_step(self, x, y):
+        """Forward, loss, backward, update on one batch; returns the batch loss. A non-finite
+        loss skips the update, so the parameters stay as they were."""
+        return self._train_batch(x, y)[0]
+
+    def _train_batch(self, x, y):
+        pred = self.net.forward(x, training=True)
+        value, grad = self.loss(pred, y)
+        if math.isfinite(value):
+            self.net.backward(grad)
+            self.optimizer.step(self.net.params, self.net.grads)
+        return value, pred
+
+    # ------------------------------------------------------------------ inference
+    def predict(self, x, batch_size=1024):
+        """Network outputs (logits for classifiers) for every sample, in batches."""
+        x = self._as_input(x, "x")
+        return np.concatenate([self.net.forward(x[i:i + batch_size], training=False)
+                               for i in range(0, len(x), batch_size)])
+
+    def evaluate(self, x, y, batch_size=1024):
+        """{'loss': mean loss, 'accuracy': fraction correct (classifiers only)}."""
+        pred = self.predict(x, batch_size)
+        value, _ = self.loss(pred, self._as_target(y, len(pred)))
+        result = {"loss": value}
+        if self.is_classifier:
+            result["accuracy"] = accuracy(pred, y)
+        return result
+
+    # ------------------------------------------------------------------ training
+    def fit(self, x, y, epochs=1, batch_size=32, validation=None, shuffle=True, seed=None,
+            callbacks=(), progress=False):
+        """Train for ``epochs`` passes over (x, y). Returns the history: per-epoch 'loss' (and
+        'accuracy', 'val_loss', 'val_accuracy'), every batch's loss in 'step_loss', and 'stopped'
+        (None, or why training ended early: divergence, a callback, or an interrupt).
+
+        A NaN/inf loss stops training and keeps the last finite parameters. Ctrl-C (or a
+        dashboard's Stop) ends training cleanly, keeping the history up to that point."""
+        x, y = self._check_fit_args(x, y, epochs, batch_size, validation)
+        if validation is not None:
+            validation = (self._as_input(validation[0], "validation x"), validation[1])
+        batches = BatchIterator(x, y, batch_size, shuffle=shuffle, seed=seed)
+        history = {"loss": [], "step_loss": [], "stopped": None}
+        if self.is_classifier:
+            history["accuracy"] = []
+        self.history, self.stop_training = history, False
+        for cb in callbacks:
+            cb.on_train_begin(self)
+        try:
+            for epoch in range(epochs):
+                self._run_epoch(epoch, epochs, batches, validation, callbacks, progress)
+                if self.stop_training:
+                    history["stopped"] = history["stopped"] or f"stopped by a callback in epoch {epoch + 1}"
+                    break
+        except KeyboardInterrupt:
+            history["stopped"] = f"interrupted after {len(history['step_loss'])} steps"
+            print(f"Training {history['stopped']}; the model keeps its last parameters.")
+        for cb in callbacks:
+            cb.on_train_end(self, history)
+        return history
+
+    def _run_epoch(self, epoch, epochs, batches, validation, callbacks, progress):
+        history = self.history
+        for cb in callbacks:
+            cb.on_epoch_begin(self, epoch)
+        snapshot = self.net.get_params()
+        total_loss, correct, seen = 0.0, 0, 0
+        bar = _progress_bar(batches, f"epoch {epoch + 1}/{epochs}", progress)
+        for xb, yb in bar:
+            value, pred = self._train_batch(xb, yb)
+            history["step_loss"].append(value)
+            if not math.isfinite(value):
+                self._diverged(epoch, snapshot)
+                return
+            total_loss += value * len(xb)
+            seen += len(xb)
+            if self.is_classifier:
+                correct += accuracy(pred, yb) * len(xb)
+            for cb in callbacks:
+                cb.on_batch_end(self, len(history["step_loss"]), {"loss": value})
+            if self.stop_training:
+                break
+        if seen == 0:
+            return
+        logs = {"loss": total_loss / seen}
+        if self.is_classifier:
+            logs["accuracy"] = correct / seen
+        if validation is not None:
+            logs.update({f"val_{k}": v for k, v in self.evaluate(*validation).items()})
+        for key, value in logs.items():
+            history.setdefault(key, []).append(value)
+        if hasattr(bar, "set_postfix"):
+            bar.set_postfix({k: f"{v:.4f}" for k, v in logs.items()})
+            bar.close()
+        for cb in callbacks:
+            cb.on_epoch_end(self, epoch, logs)
+
+    def _diverged(self, epoch, snapshot):
+        step = len(self.history["step_loss"])
+        if not all(np.isfinite(p).all() for p in self.net.params):
+            self.net.set_params(snapshot)
+        self.history["stopped"] = f"diverged: loss became non-finite at step {step} (epoch {epoch + 1})"
+        self.stop_training = True
+        warnings.warn(f"Training {self.history['stopped']}; the model keeps its last finite "
+                      f"parameters. Try a lower learning rate (now {self.optimizer.lr:g}).",
+                      RuntimeWarning, stacklevel=4)
+
+    # ------------------------------------------------------------------ validation
+    def _as_input(self, x, what):
+        x = np.asarray(x)
+        if x.dtype.kind not in "fiub":
+            raise ShapeError(f"Model: {what} must be numeric, got dtype {x.dtype}")
+        if x.ndim < 2 or len(x) == 0:
+            raise ShapeError(f"Model: {what} must be a non-empty batch (samples, features...), "
+                             f"got shape {x.shape}; hint: for one sample use x[None]")
+        params = self.net.params
+        x = x.astype(params[0].dtype if params else self.dtype, copy=False)
+        if not np.isfinite(x).all():
+            raise DataError(f"Model: {what} contains NaN or inf values "
+                            f"({np.count_nonzero(~np.isfinite(x))} of {x.size}); clean the data first")
+        return x
+
+    def _as_target(self, y, n):
+        y = np.asarray(y)
+        if len(y) != n:
+            raise ShapeError(f"Model: x has {n} samples but y has {len(y)}")
+        if y.dtype.kind == "f" and not np.isfinite(y).all():
+            raise DataError("Model: targets contain NaN or inf values")
+        return y
+
+    def _check_fit_args(self, x, y, epochs, batch_size, validation):
+        if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 0:
+            raise ConfigError(f"Model.fit: epochs must be an integer >= 0, got {epochs!r}")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) \
+                or batch_size < 1:
+            raise ConfigError(f"Model.fit: batch_size must be a positive integer, got {batch_size!r}")
+        if validation is not None and (not isinstance(validation, (tuple, list)) or len(validation) != 2):
+            raise ConfigError("Model.fit: validation must be a pair (x_val, y_val)")
+        x = self._as_input(x, "x")
+        y = self._as_target(y, len(x))
+        # One dry forward pass builds lazy layers and checks every shape; then the loss checks
+        # all targets at once, before a single parameter changes.
+        out = self.net.forward(x[:1], training=False)
+        self.loss(np.zeros((len(y),) + out.shape[1:], dtype=out.dtype), y)
+        return x, y
+
+    # ------------------------------------------------------------------ files
+    def save(self, path):
+        """Write parameters, architecture and format version to ``path`` (.npz) atomically:
+        a crash mid-save leaves any previous file intact."""
+        path = Path(path)
+        if path.suffix != ".npz":
+            path = path.with_name(path.name + ".npz")
+        params = self.net.get_params()
+        if not params:
+            raise ConfigError("Model.save: the net has no parameters yet (lazy layers are built "
+                              "on the first forward); train or predict once before saving")
+        arrays = {f"param.{name}": value for name, value in params.items()}
+        arrays["format_version"] = np.array(FORMAT_VERSION)
+        arrays["architecture"] = np.array(json.dumps(self.net.architecture()))
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                np.savez(f, **arrays)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            os.unlink(tmp)
+            raise
+        return path
+
+    def load(self, path):
+        """Load parameters saved by ``save``; refuses a file from a different architecture and
+        changes nothing unless everything fits."""
+        path = Path(path)
+        if not path.exists():
+            raise DataError(f"Model.load: {path} does not exist")
+        try:
+            with np.load(path, allow_pickle=False) as f:
+                data = {key: f[key] for key in f.files}
+            version = int(data["format_version"])
+            saved = json.loads(str(data["architecture"]))
+        except Exception as e:
+            raise DataError(f"Model.load: {path} is not a readable tinynn model file ({e}); "
+                            "was it written by Model.save?") from e
+        if version != FORMAT_VERSION:
+            raise DataError(f"Model.load: {path} has format version {version}, this tinynn "
+                            f"reads version {FORMAT_VERSION}")
+        self._check_architecture(path, saved)
+        for i, (layer, desc) in enumerate(zip(self.net.layers, saved)):
+            layer.load_params({name: data[f"param.{i}.{name}"] for name in desc["params"]})
+        self.optimizer.reset()
+        return self
+
+    def _check_architecture(self, path, saved):
+        current = self.net.architecture()
+        problem = None
+        if len(saved) != len(current):
+            problem = f"the file has {len(saved)} layers, this net has {len(current)}"
+        for i, (s, c) in enumerate(zip(saved, current)):
+            if problem:
+                break
+            settings = {k: v for k, v in s.items() if k != "params"}
+            if settings != {k: v for k, v in c.items() if k != "params"} or \
+                    (c["params"] and c["params"] != s["params"]):
+                problem = f"layer {i}: the file has {s}, this net has {c}"
+        if problem:
+            raise DataError(f"Model.load: {path} was saved from a different architecture: "
+                            f"{problem}")
+
+    def __repr__(self):
+        return f"Model({self.net!r},\n  loss={self.loss!r}, optimizer={self.optimizer!r})"
+
+
+def _progress_bar(batches, description, enabled):
+    if not enabled:
+        return batches
+    from tqdm.auto import tqdm  # lazy: the core imports without tqdm
+    return tqdm(batches, desc=description, leave=True, unit="batch")
