@@ -7,8 +7,9 @@
 
 The core imports numpy only; plots and widgets (tinynn.viz, tinynn.widgets) load on demand.
 """
-from . import initializers, metrics
+from . import data, initializers, metrics, optimizers
 from .batches import BatchIterator
+from .data import circles, load_mnist, moons, spirals
 from .errors import ConfigError, DataError, ShapeError, TinynnError
 from .gradcheck import gradcheck
 from .layers import (GELU, Dense, Dropout, Flatten, Layer, LeakyReLU, ReLU, Sigmoid, Softplus,

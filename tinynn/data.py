@@ -26,13 +26,11 @@ Importing this module never touches the network; only building a missing cache d
 """
 import gzip
 import hashlib
-import http.client
 import math
 import os
 import pickle
 import tempfile
 import urllib.parse
-import urllib.request
 import warnings
 from pathlib import Path
 
@@ -226,6 +224,7 @@ def _join(base, name):
 def _open(source):
     """An open binary stream for a URL or a local path, and its size in bytes (None if unknown)."""
     if _is_url(source):
+        import urllib.request  # lazy: pulls in http and ssl, which `import tinynn` should not pay for
         request = urllib.request.Request(source, headers={"User-Agent": "tinynn"})
         response = urllib.request.urlopen(request, timeout=TIMEOUT)
         length = response.headers.get("Content-Length")
@@ -245,6 +244,7 @@ def _progress_bar(total, name):
 
 def _download(source, out_path, name, progress):
     """Stream ``source`` into ``out_path`` and return the SHA-256 of the bytes received."""
+    import http.client  # lazy, see _open
     digest, received = hashlib.sha256(), 0
     try:
         stream, size = _open(source)

@@ -1,0 +1,136 @@
+"""Command line: ``python -m tinynn train | data | student``. Run with ``--help`` for details."""
+import argparse
+import sys
+import time
+
+import numpy as np
+
+import tinynn as tn
+
+
+def build_mlp():
+    """784-200-100-10 with ReLU and He initialisation (made for ReLU)."""
+    return tn.Net([tn.Dense(200, init="he_normal"), tn.ReLU(),
+                   tn.Dense(100, init="he_normal"), tn.ReLU(),
+                   tn.Dense(10)])
+
+
+def build_cnn():
+    """A small convolutional net for 28×28×1 images (channels-last)."""
+    raise NotImplementedError("the CNN arrives with tinynn.conv")
+
+
+MODELS = {"mlp": (build_mlp, (784,), 5), "cnn": (build_cnn, (28, 28, 1), 3)}
+
+
+class EpochReport(tn.Callback):
+    """Print one line per epoch: loss, accuracy, validation numbers and time taken."""
+
+    def on_epoch_begin(self, model, epoch):
+        self.start = time.perf_counter()
+
+    def on_epoch_end(self, model, epoch, logs):
+        numbers = "  ".join(f"{k} {v:.4f}" for k, v in logs.items())
+        print(f"epoch {epoch + 1}: {numbers}  ({time.perf_counter() - self.start:.1f} s)",
+              flush=True)
+
+
+def train(args):
+    build, input_shape, default_epochs = MODELS[args.model]
+    epochs = default_epochs if args.epochs is None else args.epochs
+    (x_train, y_train), (x_test, y_test) = tn.load_mnist(progress=not args.quiet)
+    x_train = x_train.reshape((-1,) + input_shape)
+    x_test = x_test.reshape((-1,) + input_shape)
+    tn.seed(args.seed)
+    model = tn.Model(build(), tn.SoftmaxCrossEntropy(), tn.optimizers.get(args.optimizer, lr=args.lr))
+    print(f"training a {args.model} on {len(x_train)} MNIST digits: {epochs} epochs, batch "
+          f"{args.batch_size}, {args.optimizer} lr {args.lr:g}, seed {args.seed}", flush=True)
+    history = model.fit(x_train, y_train, epochs=epochs, batch_size=args.batch_size,
+                        validation=(x_test, y_test), callbacks=[EpochReport()],
+                        progress=not args.quiet)
+    if history["stopped"]:
+        print(f"training ended early: {history['stopped']}")
+    if args.save:
+        print(f"saved to {model.save(args.save)}")
+    print(f"test accuracy: {100 * model.evaluate(x_test, y_test)['accuracy']:.2f}%")
+    return 0
+
+
+def data(args):
+    path = tn.data.ensure_mnist(progress=not args.quiet)
+    (x_train, _), (x_test, _) = tn.load_mnist(progress=False)
+    print(f"MNIST cache ok: {path} ({len(x_train)} training and {len(x_test)} test images)")
+    return 0
+
+
+def student(args):
+    from tinynn.classroom import write_student_notebooks
+    for path in write_student_notebooks(args.source, args.out):
+        print(f"wrote {path}")
+    return 0
+
+
+def positive_int(text):
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def positive_float(text):
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
+def parser():
+    p = argparse.ArgumentParser(prog="python -m tinynn",
+                                description="tinynn: a small deep-learning framework in numpy.")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    t = sub.add_parser("train", help="train a network on MNIST and report test accuracy",
+                       description="Train on the 60,000 MNIST training digits, evaluate on the "
+                                   "10,000 test digits; ends with 'test accuracy: NN.NN%%'.")
+    t.add_argument("--model", choices=sorted(MODELS), default="mlp",
+                   help="mlp: 784-200-100-10 ReLU net (default); cnn: small convolutional net")
+    t.add_argument("--epochs", type=int, default=None,
+                   help="passes over the training set (default: 5 for mlp, 3 for cnn)")
+    t.add_argument("--batch-size", type=positive_int, default=128, help="default: 128")
+    t.add_argument("--optimizer", choices=sorted(tn.optimizers.OPTIMIZERS), default="adam",
+                   help="default: adam")
+    t.add_argument("--lr", type=positive_float, default=1e-3, help="learning rate (default: 1e-3)")
+    t.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    t.add_argument("--save", metavar="PATH", help="save the trained model to PATH (.npz)")
+    t.add_argument("--quiet", action="store_true", help="no progress bars")
+    t.set_defaults(run=train)
+
+    d = sub.add_parser("data", help="download (if needed) and verify the MNIST cache",
+                       description="Seed or check the MNIST cache in data/. Set TINYNN_DATA_MIRROR "
+                                   "to a folder or URL holding mnist.pkl.gz or the IDX files to "
+                                   "work offline.")
+    d.add_argument("--quiet", action="store_true", help="no progress bar")
+    d.set_defaults(run=data)
+
+    s = sub.add_parser("student", help="write student notebooks (solutions stripped)",
+                       description="Copy every notebook in SOURCE to --out with solution blocks "
+                                   "replaced by 'raise NotImplementedError()' and outputs cleared.")
+    s.add_argument("source", help="folder of course notebooks, e.g. notebooks/")
+    s.add_argument("--out", required=True, help="folder to write the student notebooks to")
+    s.set_defaults(run=student)
+    return p
+
+
+def main(argv=None):
+    args = parser().parse_args(argv)
+    if getattr(args, "epochs", None) is not None and args.epochs < 0:
+        parser().error("--epochs must be >= 0")
+    try:
+        return args.run(args)
+    except tn.TinynnError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
