@@ -58,11 +58,15 @@ def _check_layer(layer, x, h, seed):
         tn_random.rng().bit_generator.state = state
         return layer.forward(x, training=True)
 
+    def check_dtypes():  # before and after the first forward (which may build the layer)
+        for name, p in layer.params.items():
+            if p.dtype != np.float64:
+                raise ConfigError(f"gradcheck: {layer!r} parameter {name!r} is {p.dtype}; build "
+                                  "the layer with float64 input (or float64 parameters) to check it")
+
+    check_dtypes()
     y = forward()
-    for name, p in layer.params.items():
-        if p.dtype != np.float64:
-            raise ConfigError(f"gradcheck: {layer!r} parameter {name!r} is {p.dtype}; build the "
-                              "layer with float64 input (or float64 parameters) to check it")
+    check_dtypes()
     upstream = np.random.default_rng(seed).standard_normal(y.shape)
 
     def objective():

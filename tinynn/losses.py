@@ -6,18 +6,21 @@ already carries the 1/batch factor, and layers simply sum over the batch.
 """
 import numpy as np
 
-from .errors import ShapeError
+from .errors import DataError, ShapeError
 
 
 class Loss:
     """Base class: subclasses implement ``forward(pred, target) -> (value, grad)``."""
 
     def __call__(self, pred, target):
+        target = np.asarray(target)  # a plain list of labels is fine
         if pred.shape[0] == 0:
             raise ShapeError(f"{type(self).__name__}: empty batch (pred has shape {pred.shape})")
         if len(target) != len(pred):
             raise ShapeError(f"{type(self).__name__}: pred has {len(pred)} samples but target has "
                              f"{len(target)}")
+        if target.dtype.kind == "f" and not np.isfinite(target).all():
+            raise DataError(f"{type(self).__name__}: target contains NaN or inf values")
         return self.forward(pred, target)
 
     def forward(self, pred, target):

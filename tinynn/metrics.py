@@ -1,6 +1,8 @@
 """Metrics: numbers for humans (the loss is for the optimizer)."""
 import numpy as np
 
+from .errors import ShapeError
+
 
 def predicted_classes(scores, threshold=0.0):
     """Class indices from network outputs: argmax over classes, or ``score > threshold`` for a
@@ -23,7 +25,10 @@ def as_labels(target):
 
 def accuracy(scores, target, threshold=0.0):
     """Fraction of samples whose predicted class equals the target class."""
-    return float(np.mean(predicted_classes(scores, threshold) == as_labels(target)))
+    predicted, actual = predicted_classes(scores, threshold), as_labels(target)
+    if len(predicted) != len(actual):
+        raise ShapeError(f"accuracy: {len(predicted)} predictions but {len(actual)} targets")
+    return float(np.mean(predicted == actual))
 
 
 def confusion_matrix(scores, target, n_classes=None):

@@ -19,6 +19,7 @@ from .batches import BatchIterator
 from .errors import ConfigError, DataError, ShapeError
 from .losses import SigmoidCrossEntropy, SoftmaxCrossEntropy
 from .metrics import accuracy
+from .net import Net
 
 FORMAT_VERSION = 1
 
@@ -36,6 +37,11 @@ class Callback:
 
 class Model:
     def __init__(self, net, loss, optimizer, dtype=np.float32):
+        for what, value, method in (("net", net, "forward"), ("loss", loss, "__call__"),
+                                    ("optimizer", optimizer, "step")):
+            if isinstance(value, type) or not hasattr(value, method):
+                raise ConfigError(f"Model: {what} must be an instance with .{method}, got {value!r}; "
+                                  "hint: Model(net, loss, optimizer), e.g. tn.Adam() with ()")
         self.net, self.loss, self.optimizer = net, loss, optimizer
         self.dtype = np.dtype(dtype)
         self.stop_training = False
@@ -49,15 +55,32 @@ class Model:
     def train_step(self, x, y):
         """Forward, loss, backward, update on one batch; returns the batch loss. A non-finite
         loss skips the update, so the parameters stay as they were."""
-        return self._train_batch(x, y)[0]
+        x = self._as_input(x, "x")
+        return self._train_batch(x, self._as_target(y, len(x)))[0]
 
     def _train_batch(self, x, y):
         pred = self.net.forward(x, training=True)
         value, grad = self.loss(pred, y)
         if math.isfinite(value):
-            self.net.backward(grad)
+            self._backward(grad)
             self.optimizer.step(self.net.params, self.net.grads)
         return value, pred
+
+    def _backward(self, grad):
+        """``net.backward(grad)`` minus the one result training never uses, dL/d(input data)
+        (PyTorch skips it too): a first layer that offers ``backward_params`` (Dense does) fills
+        only its parameter gradients. For the MNIST MLP that drops the largest matrix product of
+        the backward pass, ~20% of an epoch. Any other net runs ``net.backward`` as it is."""
+        layers = self.net.layers if type(self.net).backward is Net.backward else None
+        # The shortcut needs the stock Net.backward (a subclass may do more) and a first layer
+        # whose class itself defines backward_params: a subclass that overrides backward (a
+        # student's Dense, say) must have that backward run, so it does not inherit the shortcut.
+        if not layers or "backward_params" not in vars(type(layers[0])):
+            self.net.backward(grad)
+            return
+        for layer in reversed(layers[1:]):
+            grad = layer.backward(grad)
+        layers[0].backward_params(grad)
 
     # ------------------------------------------------------------------ inference
     def predict(self, x, batch_size=1024):
@@ -82,16 +105,17 @@ class Model:
         'accuracy', 'val_loss', 'val_accuracy'), every batch's loss in 'step_loss', and 'stopped'
         (None, or why training ended early: divergence, a callback, or an interrupt).
 
-        A NaN/inf loss stops training and keeps the last finite parameters. Ctrl-C (or a
-        dashboard's Stop) ends training cleanly, keeping the history up to that point."""
-        x, y = self._check_fit_args(x, y, epochs, batch_size, validation)
-        if validation is not None:
-            validation = (self._as_input(validation[0], "validation x"), validation[1])
+        A NaN/inf loss stops training and rolls the parameters back to the start of the latest
+        epoch whose first step still had a finite loss (and resets the optimizer), so a lower
+        learning rate can carry on from there. Ctrl-C (or a dashboard's Stop) ends training
+        cleanly, keeping the history up to that point."""
+        x, y, validation = self._check_fit_args(x, y, epochs, batch_size, validation)
         batches = BatchIterator(x, y, batch_size, shuffle=shuffle, seed=seed)
         history = {"loss": [], "step_loss": [], "stopped": None}
         if self.is_classifier:
             history["accuracy"] = []
         self.history, self.stop_training = history, False
+        self._last_good = None  # (epoch, params at its start) of the latest epoch begun well
         for cb in callbacks:
             cb.on_train_begin(self)
         try:
@@ -118,7 +142,7 @@ class Model:
             value, pred = self._train_batch(xb, yb)
             history["step_loss"].append(value)
             if not math.isfinite(value):
-                self._diverged(epoch, snapshot)
+                self._diverged(epoch, (epoch, snapshot) if seen else self._last_good)
                 return
             total_loss += value * len(xb)
             seen += len(xb)
@@ -130,6 +154,7 @@ class Model:
                 break
         if seen == 0:
             return
+        self._last_good = (epoch, snapshot)
         logs = {"loss": total_loss / seen}
         if self.is_classifier:
             logs["accuracy"] = correct / seen
@@ -143,14 +168,19 @@ class Model:
         for cb in callbacks:
             cb.on_epoch_end(self, epoch, logs)
 
-    def _diverged(self, epoch, snapshot):
+    def _diverged(self, epoch, last_good):
+        """Stop, and go back to ``last_good`` = (epoch, params): parameters that are merely finite
+        can still be so large that the loss overflows at once, so they are not good enough."""
         step = len(self.history["step_loss"])
-        if not all(np.isfinite(p).all() for p in self.net.params):
-            self.net.set_params(snapshot)
+        where = "keeps its parameters (the very first step failed)"
+        if last_good is not None:
+            self.net.set_params(last_good[1])
+            where = f"is back at its parameters from the start of epoch {last_good[0] + 1}"
+        self.optimizer.reset()  # its momenta belong to the run that blew up
         self.history["stopped"] = f"diverged: loss became non-finite at step {step} (epoch {epoch + 1})"
         self.stop_training = True
-        warnings.warn(f"Training {self.history['stopped']}; the model keeps its last finite "
-                      f"parameters. Try a lower learning rate (now {self.optimizer.lr:g}).",
+        warnings.warn(f"Training {self.history['stopped']}; the model {where}. "
+                      f"Try a lower learning rate (now {self.optimizer.lr:g}).",
                       RuntimeWarning, stacklevel=4)
 
     # ------------------------------------------------------------------ validation
@@ -187,10 +217,17 @@ class Model:
         x = self._as_input(x, "x")
         y = self._as_target(y, len(x))
         # One dry forward pass builds lazy layers and checks every shape; then the loss checks
-        # all targets at once, before a single parameter changes.
+        # all targets at once, before a single parameter changes. Validation data too, so a
+        # mistake there fails now rather than after an epoch of training.
         out = self.net.forward(x[:1], training=False)
         self.loss(np.zeros((len(y),) + out.shape[1:], dtype=out.dtype), y)
-        return x, y
+        if validation is not None:
+            xv = self._as_input(validation[0], "validation x")
+            yv = self._as_target(validation[1], len(xv))
+            out = self.net.forward(xv[:1], training=False)
+            self.loss(np.zeros((len(yv),) + out.shape[1:], dtype=out.dtype), yv)
+            validation = (xv, yv)
+        return x, y, validation
 
     # ------------------------------------------------------------------ files
     def save(self, path):
@@ -229,6 +266,9 @@ class Model:
                 data = {key: f[key] for key in f.files}
             version = int(data["format_version"])
             saved = json.loads(str(data["architecture"]))
+            if not (isinstance(saved, list) and all(isinstance(d, dict) and
+                                                    isinstance(d.get("params"), dict) for d in saved)):
+                raise ValueError("its architecture description is malformed")
         except Exception as e:
             raise DataError(f"Model.load: {path} is not a readable tinynn model file ({e}); "
                             "was it written by Model.save?") from e
@@ -236,8 +276,9 @@ class Model:
             raise DataError(f"Model.load: {path} has format version {version}, this tinynn "
                             f"reads version {FORMAT_VERSION}")
         self._check_architecture(path, saved)
-        for i, (layer, desc) in enumerate(zip(self.net.layers, saved)):
-            layer.load_params({name: data[f"param.{i}.{name}"] for name in desc["params"]})
+        params = _saved_params(path, data, saved)  # every array checked before any is adopted
+        for layer, layer_params in zip(self.net.layers, params):
+            layer.load_params(layer_params)
         self.optimizer.reset()
         return self
 
@@ -259,6 +300,24 @@ class Model:
 
     def __repr__(self):
         return f"Model({self.net!r},\n  loss={self.loss!r}, optimizer={self.optimizer!r})"
+
+
+def _saved_params(path, data, saved):
+    """Per layer, the parameter arrays of a model file; DataError if one is missing, has a
+    shape other than its description, or holds non-float or non-finite values."""
+    params = []
+    for i, desc in enumerate(saved):
+        params.append({})
+        for name, shape in desc["params"].items():
+            key = f"param.{i}.{name}"
+            value = data.get(key)
+            if value is None or list(value.shape) != list(shape) or value.dtype.kind != "f" \
+                    or not np.isfinite(value).all():
+                found = "missing" if value is None else f"{value.dtype} of shape {value.shape}"
+                raise DataError(f"Model.load: {path} is damaged: {key} should be finite floats of "
+                                f"shape {tuple(shape)}, found {found}; save the model again")
+            params[-1][name] = value
+    return params
 
 
 def _progress_bar(batches, description, enabled):

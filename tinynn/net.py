@@ -5,7 +5,7 @@ of its output into the gradient of its input (the chain rule, one layer at a tim
 """
 import numpy as np
 
-from .errors import ShapeError
+from .errors import ConfigError, ShapeError
 from .layers import Layer
 
 
@@ -14,7 +14,9 @@ class Net:
         layers = list(layers)
         for i, layer in enumerate(layers):
             if not isinstance(layer, Layer):
-                raise TypeError(f"Net: item {i} is {layer!r}, not a tinynn Layer")
+                hint = (f"; write {layer.__name__}() to make an instance"
+                        if isinstance(layer, type) and issubclass(layer, Layer) else "")
+                raise ConfigError(f"Net: item {i} is {layer!r}, not a tinynn Layer{hint}")
         self.layers = layers
 
     def forward(self, x, training=True):

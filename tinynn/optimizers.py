@@ -20,6 +20,13 @@ import numpy as np
 from .errors import ConfigError
 
 
+def _check_range(value, what, owner, low, high):
+    """Raise ConfigError unless low <= value < high (a number, not NaN)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) \
+            or not low <= value < high:
+        raise ConfigError(f"{owner}: {what} must be in [{low:g}, {high:g}), got {value!r}")
+
+
 # ---------------------------------------------------------------- learning-rate schedules
 class Schedule:
     """A learning rate as a function of the step number (0, 1, 2, ...)."""
@@ -32,6 +39,7 @@ class StepDecay(Schedule):
     """Multiply the rate by ``gamma`` every ``step_size`` steps."""
 
     def __init__(self, lr, step_size, gamma=0.1):
+        _check_range(step_size, "step_size", "StepDecay", 1, math.inf)
         self.lr, self.step_size, self.gamma = lr, step_size, gamma
 
     def __call__(self, step):
@@ -52,6 +60,7 @@ class CosineDecay(Schedule):
     """Half a cosine from ``lr`` down to ``min_lr`` over ``total_steps``, then flat."""
 
     def __init__(self, lr, total_steps, min_lr=0.0):
+        _check_range(total_steps, "total_steps", "CosineDecay", 1, math.inf)
         self.lr, self.total_steps, self.min_lr = lr, total_steps, min_lr
 
     def __call__(self, step):
@@ -114,7 +123,11 @@ class Optimizer:
             raise ConfigError(f"{type(self).__name__}: got {len(params)} parameters but "
                               f"{len(grads)} gradients")
         if self.schedule:
-            self.lr = self.schedule(self.t)
+            scheduled = self.schedule(self.t)
+            if scheduled == 0:  # a schedule may decay to exactly 0 (cosine to min_lr=0): no update
+                self._lr = 0.0
+            else:
+                self.lr = scheduled
         self.t += 1
         for i, (param, grad) in enumerate(zip(params, grads)):
             if self.weight_decay:
@@ -144,6 +157,7 @@ class Momentum(Optimizer):
 
     def __init__(self, lr=0.01, momentum=0.9, nesterov=False, weight_decay=0.0):
         super().__init__(lr, weight_decay)
+        _check_range(momentum, "momentum", "Momentum", 0, 1)
         self.momentum, self.nesterov = momentum, nesterov
 
     def update(self, i, param, grad):
@@ -162,6 +176,7 @@ class RMSProp(Optimizer):
 
     def __init__(self, lr=1e-3, rho=0.9, eps=1e-8, weight_decay=0.0):
         super().__init__(lr, weight_decay)
+        _check_range(rho, "rho", "RMSProp", 0, 1)
         self.rho, self.eps = rho, eps
 
     def update(self, i, param, grad):
@@ -177,17 +192,38 @@ class Adam(Optimizer):
 
     def __init__(self, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0):
         super().__init__(lr, weight_decay)
+        _check_range(beta1, "beta1", "Adam", 0, 1)
+        _check_range(beta2, "beta2", "Adam", 0, 1)
         self.beta1, self.beta2, self.eps = beta1, beta2, eps
+        self._work = {}
 
     def update(self, i, param, grad):
         m, v = self.slots(i, param, 2)
-        m += (1.0 - self.beta1) * (grad - m)           # = β₁m + (1 − β₁)g, one temporary
-        v += (1.0 - self.beta2) * (grad * grad - v)    # = β₂v + (1 − β₂)g²
+        # Speed: every operation writes into a reused work array (out= and in-place ufuncs),
+        # so a step allocates nothing; the arithmetic is exactly that of the comments.
+        work, step = self._work_arrays(param)
+        np.subtract(grad, m, out=work)                 # m += (1 − β₁)(g − m)  (= β₁m + (1 − β₁)g)
+        work *= 1.0 - self.beta1
+        m += work
+        np.multiply(grad, grad, out=work)              # v += (1 − β₂)(g² − v)  (= β₂v + (1 − β₂)g²)
+        work -= v
+        work *= 1.0 - self.beta2
+        v += work
         m_hat_scale = 1.0 / (1.0 - self.beta1 ** self.t)
         v_hat_scale = 1.0 / (1.0 - self.beta2 ** self.t)
-        denom = np.sqrt(v * v_hat_scale)
-        denom += self.eps
-        param -= (self.lr * m_hat_scale) * m / denom
+        np.multiply(v, v_hat_scale, out=work)          # denom = √v̂ + ε
+        np.sqrt(work, out=work)
+        work += self.eps
+        np.multiply(m, self.lr * m_hat_scale, out=step)  # θ −= η·m̂ / denom
+        step /= work
+        param -= step
+
+    def _work_arrays(self, param):
+        """Two scratch arrays shaped like ``param``, kept between steps (not optimizer state)."""
+        key = (param.shape, param.dtype)
+        if key not in self._work:
+            self._work[key] = (np.empty_like(param), np.empty_like(param))
+        return self._work[key]
 
 
 OPTIMIZERS = {cls.__name__.lower(): cls for cls in (SGD, Momentum, RMSProp, Adam)}
@@ -195,6 +231,6 @@ OPTIMIZERS = {cls.__name__.lower(): cls for cls in (SGD, Momentum, RMSProp, Adam
 
 def get(name, **kwargs):
     """An optimizer from its name: ``get("adam", lr=1e-3)``."""
-    if name.lower() not in OPTIMIZERS:
+    if not isinstance(name, str) or name.lower() not in OPTIMIZERS:
         raise ConfigError(f"unknown optimizer {name!r}; expected one of {sorted(OPTIMIZERS)}")
     return OPTIMIZERS[name.lower()](**kwargs)

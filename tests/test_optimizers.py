@@ -1,0 +1,238 @@
+"""Optimizers and schedules against their published rules, written out independently here.
+
+The known example: two parameters (a vector and a matrix) on the quadratic bowl
+f(θ) = Σ ½ a θ² + c θ, whose gradient a θ + c changes at every step, so any slip in the
+state (velocity, moments, bias correction) shows up in the trajectory.
+"""
+import math
+
+import numpy as np
+import pytest
+
+import tinynn as tn
+
+STEPS = 5
+THETA0 = [np.array([1.0, -2.0, 3.0]), np.array([[0.5, -0.25], [2.0, -1.5]])]
+CURVATURE = [np.array([1.0, 2.0, 0.5]), np.array([[3.0, 1.0], [0.2, 4.0]])]
+SHIFT = [np.array([0.1, -0.3, 0.2]), np.array([[0.0, 0.5], [-0.4, 0.05]])]
+
+
+def gradient(theta):
+    return [a * t + c for a, t, c in zip(CURVATURE, theta, SHIFT)]
+
+
+def trajectory(optimizer, steps=STEPS):
+    """θ after each step of ``optimizer`` on the known example."""
+    params = [t.copy() for t in THETA0]
+    out = []
+    for _ in range(steps):
+        optimizer.step(params, gradient(params))
+        out.append([p.copy() for p in params])
+    return out
+
+
+# Each reference: (theta, grads, state, t, hyper) -> new theta, written from the papers.
+def sgd_rule(theta, g, state, t, lr, wd=0.0):
+    return [th - lr * (gi + wd * th) for th, gi in zip(theta, g)]
+
+
+def momentum_rule(theta, g, state, t, lr, mu, nesterov=False):
+    """PyTorch's (Sutskever et al.) form: v ← μv + g; θ ← θ − ηv, or θ ← θ − η(g + μv)."""
+    state.setdefault("v", [np.zeros_like(th) for th in theta])
+    new = []
+    for k, (th, gi) in enumerate(zip(theta, g)):
+        state["v"][k] = mu * state["v"][k] + gi
+        step = gi + mu * state["v"][k] if nesterov else state["v"][k]
+        new.append(th - lr * step)
+    return new
+
+
+def rmsprop_rule(theta, g, state, t, lr, rho, eps):
+    """Hinton's lecture 6e: s ← ρs + (1 − ρ)g²; θ ← θ − ηg / (√s + ε)."""
+    state.setdefault("s", [np.zeros_like(th) for th in theta])
+    new = []
+    for k, (th, gi) in enumerate(zip(theta, g)):
+        state["s"][k] = rho * state["s"][k] + (1 - rho) * gi ** 2
+        new.append(th - lr * gi / (np.sqrt(state["s"][k]) + eps))
+    return new
+
+
+def adam_rule(theta, g, state, t, lr, b1, b2, eps, wd=0.0):
+    """Kingma & Ba, Algorithm 1, with L2 weight decay added to the gradient first."""
+    state.setdefault("m", [np.zeros_like(th) for th in theta])
+    state.setdefault("v", [np.zeros_like(th) for th in theta])
+    new = []
+    for k, (th, gi) in enumerate(zip(theta, g)):
+        gi = gi + wd * th
+        state["m"][k] = b1 * state["m"][k] + (1 - b1) * gi
+        state["v"][k] = b2 * state["v"][k] + (1 - b2) * gi ** 2
+        m_hat = state["m"][k] / (1 - b1 ** t)
+        v_hat = state["v"][k] / (1 - b2 ** t)
+        new.append(th - lr * m_hat / (np.sqrt(v_hat) + eps))
+    return new
+
+
+def reference_trajectory(rule, steps=STEPS, **hyper):
+    theta, state, out = [t.copy() for t in THETA0], {}, []
+    for t in range(1, steps + 1):
+        theta = rule(theta, gradient(theta), state, t, **hyper)
+        out.append(theta)
+    return out
+
+
+CASES = {
+    "SGD": (lambda: tn.SGD(lr=0.1), sgd_rule, dict(lr=0.1)),
+    "SGD_weight_decay": (lambda: tn.SGD(lr=0.1, weight_decay=0.01), sgd_rule,
+                         dict(lr=0.1, wd=0.01)),
+    "Momentum": (lambda: tn.Momentum(lr=0.05, momentum=0.9), momentum_rule,
+                 dict(lr=0.05, mu=0.9)),
+    "Nesterov": (lambda: tn.Momentum(lr=0.05, momentum=0.9, nesterov=True), momentum_rule,
+                 dict(lr=0.05, mu=0.9, nesterov=True)),
+    "RMSProp": (lambda: tn.RMSProp(lr=0.01, rho=0.9, eps=1e-8), rmsprop_rule,
+                dict(lr=0.01, rho=0.9, eps=1e-8)),
+    "Adam": (lambda: tn.Adam(lr=0.1, beta1=0.9, beta2=0.999, eps=1e-8), adam_rule,
+             dict(lr=0.1, b1=0.9, b2=0.999, eps=1e-8)),
+    "Adam_weight_decay": (lambda: tn.Adam(lr=0.1, weight_decay=0.05), adam_rule,
+                          dict(lr=0.1, b1=0.9, b2=0.999, eps=1e-8, wd=0.05)),
+}
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_optimizer_follows_its_published_rule_step_by_step(name):
+    factory, rule, hyper = CASES[name]
+    optimizer = factory()
+    actual, expected = trajectory(optimizer), reference_trajectory(rule, **hyper)
+    for step, (a, e) in enumerate(zip(actual, expected), start=1):
+        for k in range(len(a)):
+            np.testing.assert_allclose(a[k], e[k], rtol=1e-12, atol=1e-15,
+                                       err_msg=f"{name}, step {step}, parameter {k}")
+    assert optimizer.t == STEPS
+    assert not np.allclose(actual[-1][0], THETA0[0])  # it really moved
+
+
+def test_hand_computed_first_steps():
+    """Numbers worked out on paper, independent of any code."""
+    theta = [np.array([1.0])]
+    tn.SGD(lr=0.1).step(theta, [np.array([2.0])])
+    assert theta[0][0] == pytest.approx(0.8)
+
+    theta, opt = [np.array([0.0])], tn.Momentum(lr=0.1, momentum=0.9)
+    for _ in range(2):
+        opt.step(theta, [np.array([1.0])])  # v = 1 then 1.9: θ = −0.1 − 0.19
+    assert theta[0][0] == pytest.approx(-0.29)
+
+    theta, opt = [np.array([0.0])], tn.Momentum(lr=0.1, momentum=0.9, nesterov=True)
+    for _ in range(2):
+        opt.step(theta, [np.array([1.0])])  # −0.1(1 + 0.9) − 0.1(1 + 0.9·1.9)
+    assert theta[0][0] == pytest.approx(-0.19 - 0.271)
+
+    theta = [np.array([1.0, 1.0])]  # Adam's first step is ≈ lr · sign(g), whatever |g|
+    tn.Adam(lr=0.01).step(theta, [np.array([1000.0, -0.001])])
+    np.testing.assert_allclose(theta[0], [0.99, 1.01], rtol=1e-6)
+
+
+def test_optimizer_works_in_float32_and_keeps_dtype():
+    params = [np.ones(3, np.float32)]
+    for opt in (tn.SGD(0.1), tn.Momentum(0.1), tn.RMSProp(0.1), tn.Adam(0.1, weight_decay=0.1)):
+        opt.step(params, [np.full(3, 0.5, np.float32)])
+        assert params[0].dtype == np.float32
+        assert all(s.dtype == np.float32 for slots in opt.state.values() for s in slots)
+
+
+def test_reset_forgets_the_state_and_step_count():
+    opt = tn.Adam(lr=0.1)
+    first = trajectory(opt, 3)
+    opt.reset()
+    assert opt.t == 0 and opt.state == {}
+    again = trajectory(opt, 3)
+    for a, b in zip(first, again):
+        np.testing.assert_array_equal(a[0], b[0])
+
+
+def test_learning_rate_is_a_plain_attribute_read_at_every_step():
+    theta, opt = [np.array([0.0])], tn.SGD(lr=0.1)
+    opt.step(theta, [np.array([1.0])])
+    opt.lr = 0.5  # what a widget does between steps
+    opt.step(theta, [np.array([1.0])])
+    assert theta[0][0] == pytest.approx(-0.6)
+
+
+def test_against_torch_when_installed():
+    torch = pytest.importorskip("torch", reason="torch is not installed: no cross-check")
+    pairs = [
+        (lambda: tn.SGD(lr=0.1, weight_decay=0.01), lambda p: torch.optim.SGD(p, lr=0.1, weight_decay=0.01)),
+        (lambda: tn.Momentum(lr=0.05, momentum=0.9), lambda p: torch.optim.SGD(p, lr=0.05, momentum=0.9)),
+        (lambda: tn.Momentum(lr=0.05, momentum=0.9, nesterov=True),
+         lambda p: torch.optim.SGD(p, lr=0.05, momentum=0.9, nesterov=True)),
+        (lambda: tn.RMSProp(lr=0.01, rho=0.9, eps=1e-8),
+         lambda p: torch.optim.RMSprop(p, lr=0.01, alpha=0.9, eps=1e-8)),
+        (lambda: tn.Adam(lr=0.1), lambda p: torch.optim.Adam(p, lr=0.1)),
+        (lambda: tn.Adam(lr=0.1, weight_decay=0.05), lambda p: torch.optim.Adam(p, lr=0.1, weight_decay=0.05)),
+    ]
+    for ours, theirs in pairs:
+        params = [torch.tensor(t.copy(), dtype=torch.float64, requires_grad=True) for t in THETA0]
+        opt = theirs(params)
+        expected = []
+        for _ in range(STEPS):
+            opt.zero_grad()
+            for p, g in zip(params, gradient([p.detach().numpy() for p in params])):
+                p.grad = torch.tensor(g)
+            opt.step()
+            expected.append([p.detach().numpy().copy() for p in params])
+        for a, e in zip(trajectory(ours()), expected):
+            for k in range(len(a)):
+                np.testing.assert_allclose(a[k], e[k], rtol=1e-10, atol=1e-12)
+
+
+# ------------------------------------------------------------------ schedules
+@pytest.mark.parametrize("schedule, expected", [
+    (tn.StepDecay(0.1, step_size=10, gamma=0.5), {0: 0.1, 9: 0.1, 10: 0.05, 25: 0.025}),
+    (tn.ExponentialDecay(0.1, gamma=0.9), {0: 0.1, 1: 0.09, 2: 0.081, 10: 0.1 * 0.9 ** 10}),
+    (tn.CosineDecay(1.0, total_steps=100, min_lr=0.1),
+     {0: 1.0, 25: 0.1 + 0.45 * (1 + math.sqrt(0.5)), 50: 0.55, 100: 0.1, 150: 0.1}),
+    (tn.CosineDecay(0.2, total_steps=4), {0: 0.2, 2: 0.1, 4: 0.0, 9: 0.0}),
+    (tn.WarmUp(0.1, warmup_steps=4), {0: 0.025, 1: 0.05, 3: 0.1, 4: 0.1, 100: 0.1}),
+    (tn.WarmUp(tn.StepDecay(0.1, step_size=2, gamma=0.5), warmup_steps=2),
+     {0: 0.05, 1: 0.1, 2: 0.1, 3: 0.1, 4: 0.05, 6: 0.025}),
+], ids=["step", "exponential", "cosine", "cosine_to_zero", "warmup_constant", "warmup_then_step"])
+def test_schedule_values(schedule, expected):
+    for step, lr in expected.items():
+        assert schedule(step) == pytest.approx(lr, rel=1e-12, abs=1e-15), f"step {step}"
+
+
+def test_optimizer_uses_its_schedule_at_every_step():
+    schedule = tn.StepDecay(1.0, step_size=1, gamma=0.5)
+    theta, opt = [np.array([0.0])], tn.SGD(lr=schedule)
+    assert opt.lr == 1.0
+    seen = []
+    for _ in range(4):
+        opt.step(theta, [np.array([1.0])])
+        seen.append(opt.lr)
+    assert seen == [1.0, 0.5, 0.25, 0.125]
+    assert theta[0][0] == pytest.approx(-1.875)
+
+
+def test_a_schedule_may_decay_to_zero_without_stopping_training():
+    theta, opt = [np.array([0.0])], tn.SGD(lr=tn.CosineDecay(0.2, total_steps=2))
+    for _ in range(4):  # steps 2 and 3 use lr 0: no update, and no error
+        opt.step(theta, [np.array([1.0])])
+    assert opt.lr == 0.0
+    assert theta[0][0] == pytest.approx(-0.2 - 0.1)
+
+
+def test_optimizers_get_by_name():
+    assert isinstance(tn.optimizers.get("adam", lr=0.01), tn.Adam)
+    assert isinstance(tn.optimizers.get("SGD"), tn.SGD)
+    assert tn.optimizers.get("momentum", lr=0.1, nesterov=True).nesterov
+
+
+@pytest.mark.parametrize("lr", [0, 0.0, -1e-3, float("nan"), float("inf"), -float("inf"), "0.1",
+                                None])
+@pytest.mark.parametrize("factory", [tn.SGD, tn.Momentum, tn.RMSProp, tn.Adam])
+def test_bad_learning_rates_raise_config_error(factory, lr):
+    with pytest.raises(tn.ConfigError, match="learning rate"):
+        factory(lr=lr)
+    opt = factory(lr=0.01)
+    with pytest.raises(tn.ConfigError, match="learning rate"):
+        opt.lr = lr
+    assert opt.lr == 0.01  # unchanged by the refused assignment
