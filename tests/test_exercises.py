@@ -1,0 +1,610 @@
+"""Tests for tinynn.exercises: every planted mistake is named, correct code passes, nothing raises.
+
+Each table row is (buggy implementation, a keyword the printed diagnosis must contain). The
+implementations are what students really write; the keyword is the part of the message that
+names the mistake.
+"""
+import numpy as np
+import pytest
+
+import tinynn as tn
+from tinynn.exercises import (check_function, check_layer, check_loss, check_model_step,
+                              check_optimizer)
+
+NOT_DONE = "not yet implemented"
+
+
+def verdict(capsys, check, *args, **kwargs):
+    """Run a check; return (its result, what it printed). Stderr must stay empty (no warnings)."""
+    result = check(*args, **kwargs)
+    out, err = capsys.readouterr()
+    assert err == ""
+    return result, out
+
+
+# ================================================================ layers
+class MyDense(tn.Layer):
+    """A correct Dense written from scratch, the way the notebook's exercise asks for it."""
+
+    def __init__(self, units):
+        super().__init__()
+        self.units = units
+
+    def forward(self, x, training=True):
+        if "w" not in self.params:
+            self.params["w"] = np.ones((x.shape[1], self.units), dtype=x.dtype)
+            self.params["b"] = np.zeros(self.units, dtype=x.dtype)
+            self.grads = {name: np.zeros_like(p) for name, p in self.params.items()}
+        self.x = x
+        return x @ self.params["w"] + self.params["b"]
+
+    def backward(self, grad):
+        self.grads["w"] = self.x.T @ grad
+        self.grads["b"] = grad.sum(axis=0)
+        return grad @ self.params["w"].T
+
+
+def dense_backward(w_grad, b_grad, x_grad=lambda layer, g: g @ layer.params["w"].T):
+    """A MyDense whose backward uses the given formulas."""
+    def backward(self, grad):
+        self.grads["w"] = w_grad(self, grad)
+        self.grads["b"] = b_grad(self, grad)
+        return x_grad(self, grad)
+    return type("BuggyDense", (MyDense,), {"backward": backward})
+
+
+def dense_forward(forward):
+    return type("BuggyDense", (MyDense,), {"forward": forward})
+
+
+def _forward_mutating_w(self, x, training=True):
+    y = MyDense.forward(self, x)
+    self.params["w"] *= 0.99
+    return y
+
+
+def _forward_caching_once(self, x, training=True):
+    y = MyDense.forward(self, x)
+    self.x = getattr(self, "first_x", x)
+    self.first_x = self.x
+    return y
+
+
+def _forward_without_cache(self, x, training=True):
+    y = MyDense.forward(self, x)
+    del self.x
+    return y
+
+
+def _backward_updating_w(self, grad):
+    result = MyDense.backward(self, grad)
+    self.params["w"] -= 0.1 * self.grads["w"]
+    return result
+
+
+def _not_implemented(self, *args, **kwargs):
+    # YOUR CODE HERE
+    raise NotImplementedError()
+
+
+class RenamedParams(MyDense):
+    def forward(self, x, training=True):
+        if "W" not in self.params:
+            self.params = {"W": np.ones((x.shape[1], self.units)), "b": np.zeros(self.units)}
+        return x @ self.params["W"] + self.params["b"]
+
+
+class WrongConstructor(MyDense):
+    def __init__(self, in_features, units):
+        super().__init__(units)
+
+
+DENSE_BUGS = [
+    (dense_backward(lambda s, g: s.x.T @ g, lambda s, g: g), "keeps the batch axis"),
+    (dense_backward(lambda s, g: s.x.T @ g, lambda s, g: g.mean(axis=0)), "SUM parameter gradients"),
+    (dense_backward(lambda s, g: s.x.T @ g / len(g), lambda s, g: g.sum(0)), "SUM parameter gradients"),
+    (dense_backward(lambda s, g: g.T @ s.x, lambda s, g: g.sum(0)), "transposed"),
+    (dense_backward(lambda s, g: -(s.x.T @ g), lambda s, g: g.sum(0)), "wrong sign"),
+    (dense_backward(lambda s, g: s.x.T @ g, lambda s, g: g.sum(0),
+                    lambda s, g: -g @ s.params["w"].T), "wrong sign"),
+    (dense_backward(lambda s, g: s.x.T @ g, lambda s, g: g.sum(0), lambda s, g: g @ s.params["w"]),
+     "shapes do not line up"),
+    (dense_forward(_forward_mutating_w), "forward changed params['w']"),
+    (dense_forward(_forward_caching_once), "EARLIER forward"),
+    (dense_forward(_forward_without_cache), "cached input was not stored"),
+    (dense_forward(lambda self, x, training=True: MyDense.forward(self, x).T), "wrong shape"),
+    (dense_forward(lambda self, x, training=True: MyDense.forward(self, x) - self.params["b"]),
+     "forward output"),
+    (type("UpdatesInBackward", (MyDense,), {"backward": _backward_updating_w}),
+     "backward changed params['w']"),
+    (RenamedParams, "use the same names"),
+    (WrongConstructor, "could not construct"),
+    (dense_forward(_not_implemented), NOT_DONE),
+    (type("NoBackward", (MyDense,), {"backward": _not_implemented}), NOT_DONE),
+    (dense_forward(lambda self, x, training=True: None), NOT_DONE),
+    (type("BackwardReturnsNothing", (MyDense,), {"backward": lambda self, g: None}), NOT_DONE),
+    (type("Empty", (tn.Layer,), {"__init__": lambda self, units: tn.Layer.__init__(self)}), NOT_DONE),
+]
+
+
+@pytest.mark.parametrize("buggy, keyword", DENSE_BUGS)
+def test_dense_mistakes_are_named(capsys, buggy, keyword):
+    result, out = verdict(capsys, check_layer, buggy, tn.Dense)
+    assert result is False
+    assert keyword in out
+    assert not out.startswith("✔")
+
+
+def test_bias_gradient_mean_shows_first_mismatching_numbers(capsys):
+    buggy = dense_backward(lambda s, g: s.x.T @ g, lambda s, g: g.mean(axis=0))
+    _, out = verdict(capsys, check_layer, buggy, tn.Dense)
+    assert out.startswith("✘ BuggyDense: grads['b'] is 1/4 of the expected (batch size 4)")
+    assert "first mismatch at index (0,): yours " in out and "expected" in out
+
+
+class MyReLU(tn.Layer):
+    def forward(self, x, training=True):
+        self.x = x
+        return np.maximum(x, 0)
+
+    def backward(self, grad):
+        return grad * (self.x > 0)
+
+
+class ReLUWrongMask(MyReLU):
+    def backward(self, grad):
+        return grad * (self.x < 0)
+
+
+class ReLUInPlace(tn.Layer):
+    def forward(self, x, training=True):
+        self.mask = x > 0
+        x[~self.mask] = 0
+        return x
+
+    def backward(self, grad):
+        return grad * self.mask
+
+
+class LeakyForgetsAlpha(tn.LeakyReLU):
+    def backward(self, grad):
+        return grad * self.mask
+
+
+class TanhSign(tn.Tanh):
+    def backward(self, grad):
+        return grad * (self.y * self.y - 1.0)
+
+
+class SigmoidWrongDerivative(tn.Sigmoid):
+    def backward(self, grad):
+        return grad * self.y
+
+
+class ReLUMissingSuper(tn.Layer):
+    def __init__(self):
+        pass  # forgot super().__init__()
+
+    def forward(self, x, training=True):
+        self.x = x
+        return np.maximum(x, 0)
+
+    def backward(self, grad):
+        return grad * (self.x > 0)
+
+
+ACTIVATION_BUGS = [
+    (ReLUWrongMask, tn.ReLU, "mask"),
+    (ReLUInPlace, tn.ReLU, "changed its input x in place"),
+    (LeakyForgetsAlpha, tn.LeakyReLU, "mask"),
+    (TanhSign, tn.Tanh, "wrong sign"),
+    (SigmoidWrongDerivative, tn.Sigmoid, "input gradient"),
+    (ReLUMissingSuper, tn.ReLU, "super().__init__()"),
+    (type("ReLUTodo", (tn.Layer,), {"forward": _not_implemented}), tn.ReLU, NOT_DONE),
+]
+
+
+@pytest.mark.parametrize("buggy, reference, keyword", ACTIVATION_BUGS)
+def test_activation_mistakes_are_named(capsys, buggy, reference, keyword):
+    result, out = verdict(capsys, check_layer, buggy, reference)
+    assert result is False
+    assert keyword in out
+
+
+CORRECT_LAYERS = [
+    (MyDense, tn.Dense), (type("Sub", (tn.Dense,), {}), tn.Dense), (tn.Dense, tn.Dense),
+    (MyDense(3), tn.Dense), (tn.Dense(4, in_features=7), tn.Dense),  # instances, one prebuilt float32
+    (MyReLU, tn.ReLU), (MyReLU(), tn.ReLU), (tn.LeakyReLU, tn.LeakyReLU), (tn.Sigmoid, tn.Sigmoid),
+    (tn.Tanh, tn.Tanh), (tn.GELU, tn.GELU), (tn.Softplus, tn.Softplus), (tn.Flatten, tn.Flatten),
+    (tn.Dropout, tn.Dropout),
+]
+
+
+@pytest.mark.parametrize("candidate, reference", CORRECT_LAYERS)
+def test_correct_layers_pass(capsys, candidate, reference):
+    result, out = verdict(capsys, check_layer, candidate, reference)
+    assert result is True, out
+    assert out.startswith("✔ ") and "passed: forward matches, gradients match (max rel. err " in out
+
+
+def test_check_leaves_an_instance_and_the_random_generator_alone(capsys):
+    layer = MyDense(3)
+    tn.seed(7)
+    expected = tn.random.rng().random()
+    tn.seed(7)
+    assert check_layer(layer, tn.Dense)
+    assert tn.random.rng().random() == expected
+    assert layer.params == {}  # the check worked on a copy
+
+
+# ================================================================ losses
+def _softmax(z):
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+class MySoftmaxCE(tn.Loss):
+    def forward(self, pred, target):
+        n = len(pred)
+        shifted = pred - pred.max(axis=1, keepdims=True)
+        log_p = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+        grad = np.exp(log_p)
+        grad[np.arange(n), target] -= 1
+        return float(-np.mean(log_p[np.arange(n), target])), grad / n
+
+
+class NoMaxShift(MySoftmaxCE):
+    def forward(self, pred, target):
+        n = len(pred)
+        e = np.exp(pred)
+        p = e / e.sum(axis=1, keepdims=True)
+        grad = p.copy()
+        grad[np.arange(n), target] -= 1
+        return float(-np.mean(np.log(p[np.arange(n), target]))), grad / n
+
+
+class LogOfSoftmax(MySoftmaxCE):
+    """Max-shifted, but log(p) is -inf once p underflows to 0."""
+
+    def forward(self, pred, target):
+        n = len(pred)
+        p = _softmax(pred)
+        grad = p.copy()
+        grad[np.arange(n), target] -= 1
+        return float(-np.mean(np.log(p[np.arange(n), target]))), grad / n
+
+
+def ce_variant(transform):
+    def forward(self, pred, target):
+        return transform(*MySoftmaxCE.forward(self, pred, target), len(pred))
+    return type("BuggyCE", (MySoftmaxCE,), {"forward": forward})
+
+
+class MyMSE(tn.Loss):
+    def forward(self, pred, target):
+        diff = pred - target
+        return float(np.mean(diff ** 2)), 2 * diff / diff.size
+
+
+def mse_variant(transform):
+    def forward(self, pred, target):
+        return transform(pred, target, pred - target)
+    return type("BuggyMSE", (MyMSE,), {"forward": forward})
+
+
+LOSS_BUGS = [
+    (NoMaxShift, tn.SoftmaxCrossEntropy, "subtract each row's maximum"),
+    (LogOfSoftmax, tn.SoftmaxCrossEntropy, "compute the log-probability directly"),
+    (ce_variant(lambda v, g, n: (v, g * n)), tn.SoftmaxCrossEntropy, "carries a factor 1/4"),
+    (ce_variant(lambda v, g, n: (v * n, g)), tn.SoftmaxCrossEntropy, "it is a sum"),
+    (ce_variant(lambda v, g, n: (v, -g)), tn.SoftmaxCrossEntropy, "wrong sign"),
+    (ce_variant(lambda v, g, n: v), tn.SoftmaxCrossEntropy, "returns a pair"),
+    (ce_variant(lambda v, g, n: (np.full(n, v), g)), tn.SoftmaxCrossEntropy, "return one number"),
+    (ce_variant(lambda v, g, n: (v, None)), tn.SoftmaxCrossEntropy, NOT_DONE),
+    (type("CETodo", (tn.Loss,), {"forward": _not_implemented}), tn.SoftmaxCrossEntropy, NOT_DONE),
+    (mse_variant(lambda p, t, d: (float(np.mean(d ** 2)), d / d.size)), tn.MSE, "half the expected"),
+    (mse_variant(lambda p, t, d: (float(np.mean(np.sum(d ** 2, axis=1))), 2 * d / d.size)), tn.MSE,
+     "per-sample sums"),
+    (mse_variant(lambda p, t, d: (float(np.mean(d ** 2)), 2 * d / len(d))), tn.MSE,
+     "divide by pred.size"),
+]
+
+
+@pytest.mark.parametrize("buggy, reference, keyword", LOSS_BUGS)
+def test_loss_mistakes_are_named(capsys, buggy, reference, keyword):
+    result, out = verdict(capsys, check_loss, buggy, reference)
+    assert result is False
+    assert keyword in out
+
+
+def my_softmax_ce_function(pred, target):
+    return MySoftmaxCE()(pred, target)
+
+
+@pytest.mark.parametrize("candidate, reference", [
+    (MySoftmaxCE, tn.SoftmaxCrossEntropy), (MySoftmaxCE(), tn.SoftmaxCrossEntropy),
+    (my_softmax_ce_function, tn.SoftmaxCrossEntropy), (MyMSE, tn.MSE),
+    (tn.SigmoidCrossEntropy, tn.SigmoidCrossEntropy),
+])
+def test_correct_losses_pass(capsys, candidate, reference):
+    result, out = verdict(capsys, check_loss, candidate, reference)
+    assert result is True, out
+    assert out.startswith("✔ ") and "value matches, gradient matches" in out
+
+
+# ================================================================ optimizers
+class MySGD:
+    """Not derived from tn.Optimizer: only the contract matters."""
+
+    def __init__(self, lr):
+        self.lr = lr
+
+    def step(self, params, grads):
+        for p, g in zip(params, grads):
+            p -= self.lr * g
+
+
+class MomentumUphill(tn.Momentum):
+    def update(self, i, param, grad):
+        (v,) = self.slots(i, param, 1)
+        v *= self.momentum
+        v += grad
+        param += self.lr * v
+
+
+class MomentumAveraged(tn.Momentum):
+    def update(self, i, param, grad):
+        (v,) = self.slots(i, param, 1)
+        v[...] = self.momentum * v + (1 - self.momentum) * grad
+        param -= self.lr * v
+
+
+class MomentumForgets(tn.Momentum):
+    def update(self, i, param, grad):
+        v = np.zeros_like(param)
+        v = self.momentum * v + grad
+        param -= self.lr * v
+
+
+class AdamNoBiasCorrection(tn.Adam):
+    def update(self, i, param, grad):
+        m, v = self.slots(i, param, 2)
+        m[...] = self.beta1 * m + (1 - self.beta1) * grad
+        v[...] = self.beta2 * v + (1 - self.beta2) * grad ** 2
+        param -= self.lr * m / (np.sqrt(v) + self.eps)
+
+
+class RMSPropNoSqrt(tn.RMSProp):
+    def update(self, i, param, grad):
+        (s,) = self.slots(i, param, 1)
+        s[...] = self.rho * s + (1 - self.rho) * grad ** 2
+        param -= self.lr * grad / (s + self.eps)
+
+
+class SGDRebinds(MySGD):
+    def step(self, params, grads):
+        for p, g in zip(params, grads):
+            p = p - self.lr * g  # noqa: F841 (the bug)
+
+
+class SGDCopiesLr(MySGD):
+    def __init__(self, lr):
+        self.rate = lr
+        self.lr = lr
+
+    def step(self, params, grads):
+        for p, g in zip(params, grads):
+            p -= self.rate * g
+
+
+class SGDScalesGrads(MySGD):
+    def step(self, params, grads):
+        for p, g in zip(params, grads):
+            g *= self.lr
+            p -= g
+
+
+OPTIMIZER_BUGS = [
+    (MomentumUphill, tn.Momentum, dict(lr=0.1, momentum=0.9), "wrong sign"),
+    (MomentumAveraged, tn.Momentum, dict(lr=0.1, momentum=0.9), "averages the gradient"),
+    (MomentumForgets, tn.Momentum, dict(lr=0.1, momentum=0.9), "keep the state"),
+    (AdamNoBiasCorrection, tn.Adam, dict(lr=0.01), "WITHOUT bias correction"),
+    (RMSPropNoSqrt, tn.RMSProp, dict(lr=0.01), "square root"),
+    (SGDRebinds, tn.SGD, dict(lr=0.1), "did not change the parameters"),
+    (SGDCopiesLr, tn.SGD, dict(lr=0.1), "ignores changes of .lr"),
+    (SGDScalesGrads, tn.SGD, dict(lr=0.1), "changed the gradient arrays"),
+    (type("MomentumTodo", (tn.Optimizer,), {"update": _not_implemented}), tn.Momentum,
+     dict(lr=0.1), NOT_DONE),
+]
+
+
+@pytest.mark.parametrize("buggy, reference, kwargs, keyword", OPTIMIZER_BUGS)
+def test_optimizer_mistakes_are_named(capsys, buggy, reference, kwargs, keyword):
+    result, out = verdict(capsys, check_optimizer, buggy, reference, **kwargs)
+    assert result is False
+    assert keyword in out
+
+
+@pytest.mark.parametrize("candidate, reference, kwargs", [
+    (MySGD, tn.SGD, dict(lr=0.1)), (MySGD(0.1), tn.SGD, dict(lr=0.1)),
+    (tn.Momentum, tn.Momentum, dict(lr=0.1, momentum=0.9, nesterov=True)),
+    (tn.RMSProp, tn.RMSProp, dict(lr=0.01)), (tn.Adam, tn.Adam, dict(lr=0.01, weight_decay=0.1)),
+])
+def test_correct_optimizers_pass(capsys, candidate, reference, kwargs):
+    result, out = verdict(capsys, check_optimizer, candidate, reference, **kwargs)
+    assert result is True, out
+    assert out.startswith("✔ ") and "6 steps on 2 parameters match" in out
+
+
+# ================================================================ plain functions and schedules
+def naive_softmax(z):
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def softmax_wrong_axis(z):
+    e = np.exp(z - z.max(axis=0, keepdims=True))
+    return e / e.sum(axis=0, keepdims=True)
+
+
+def softmax_in_place(z):
+    z -= z.max(axis=1, keepdims=True)
+    np.exp(z, out=z)
+    z /= z.sum(axis=1, keepdims=True)
+    return z
+
+
+def softmax_todo(z):
+    ### (the student has not started)
+    return None
+
+
+def step_decay_off_by_one(lr, step_size, gamma=0.1):
+    return lambda step: lr * gamma ** ((step + 1) // step_size)
+
+
+Z = np.array([[1.0, 2.0, 3.0], [0.5, -1.0, 4.0]])
+
+FUNCTION_BUGS = [
+    (naive_softmax, _softmax, (Z,), "overflows"),
+    (softmax_wrong_axis, _softmax, (Z,), "differs from the reference"),
+    (softmax_in_place, _softmax, (Z,), "in place"),
+    (softmax_todo, _softmax, (Z,), NOT_DONE),
+    (lambda z: _not_implemented(None), _softmax, (Z,), NOT_DONE),
+    (lambda z: _softmax(z).T, _softmax, (Z,), "transposed"),
+]
+
+
+@pytest.mark.parametrize("buggy, reference, args, keyword", FUNCTION_BUGS)
+def test_function_mistakes_are_named(capsys, buggy, reference, args, keyword):
+    result, out = verdict(capsys, check_function, buggy, reference, *args)
+    assert result is False
+    assert keyword in out
+
+
+def test_schedule_off_by_one_is_named(capsys):
+    result, out = verdict(capsys, check_function, step_decay_off_by_one(0.1, 10), tn.StepDecay, 0.1, 10)
+    assert result is False and "one step ahead" in out
+
+
+@pytest.mark.parametrize("candidate, reference, args", [
+    (_softmax, _softmax, (Z,)), (lambda a, b: a @ b, np.matmul, (Z, Z.T)),
+    (tn.CosineDecay, tn.CosineDecay, (0.1, 50)),
+    (lambda step: 0.1 * 0.5 ** (step // 10), tn.StepDecay, (0.1, 10, 0.5)),
+])
+def test_correct_functions_pass(capsys, candidate, reference, args):
+    result, out = verdict(capsys, check_function, candidate, reference, *args)
+    assert result is True, out
+
+
+# ================================================================ one training step
+def train_step(net, loss, optimizer, x, y):
+    pred = net.forward(x)
+    value, grad = loss(pred, y)
+    net.backward(grad)
+    optimizer.step(net.params, net.grads)
+    return value
+
+
+def step_without_update(net, loss, optimizer, x, y):
+    value, grad = loss(net.forward(x), y)
+    net.backward(grad)
+    return value
+
+
+def step_before_backward(net, loss, optimizer, x, y):
+    value, grad = loss(net.forward(x), y)
+    optimizer.step(net.params, net.grads)
+    net.backward(grad)
+    return value
+
+
+def step_uphill(net, loss, optimizer, x, y):
+    value, grad = loss(net.forward(x), y)
+    net.backward(-grad)
+    optimizer.step(net.params, net.grads)
+    return value
+
+
+def step_returns_pair(net, loss, optimizer, x, y):
+    value, grad = loss(net.forward(x), y)
+    net.backward(grad)
+    optimizer.step(net.params, net.grads)
+    return value, grad
+
+
+def step_returns_nothing(net, loss, optimizer, x, y):
+    train_step(net, loss, optimizer, x, y)
+
+
+def step_returns_wrong_loss(net, loss, optimizer, x, y):
+    return 2 * train_step(net, loss, optimizer, x, y)
+
+
+MODEL_STEP_BUGS = [
+    (step_without_update, "never change"),
+    (step_before_backward, "before net.backward"),
+    (step_uphill, "uphill"),
+    (step_returns_pair, "tuple"),
+    (step_returns_nothing, NOT_DONE),
+    (step_returns_wrong_loss, "the loss returned at step 1"),
+    (lambda net, loss, optimizer, x, y: _not_implemented(None), NOT_DONE),
+]
+
+
+@pytest.mark.parametrize("buggy, keyword", MODEL_STEP_BUGS)
+def test_model_step_mistakes_are_named(capsys, buggy, keyword):
+    result, out = verdict(capsys, check_model_step, buggy)
+    assert result is False
+    assert keyword in out
+
+
+def test_correct_model_step_passes(capsys):
+    result, out = verdict(capsys, check_model_step, train_step)
+    assert result is True
+    assert out == "✔ train_step passed: losses and parameters match the reference for 3 steps\n"
+
+
+# ================================================================ never raises, always the same words
+@pytest.mark.parametrize("check, args, kwargs", [
+    (check_layer, (42, tn.Dense), {}), (check_layer, (MyDense, "Dense"), {}),
+    (check_loss, ("abc", tn.MSE), {}),
+    (check_optimizer, (tn.SGD, tn.Momentum), {"nesterov": True}),  # SGD takes no nesterov
+    (check_function, (len, _softmax, Z), {}), (check_model_step, (None,), {}),
+])
+def test_checks_never_raise(capsys, check, args, kwargs):
+    result, out = verdict(capsys, check, *args, **kwargs)
+    assert result is False
+    assert out.count("\n") >= 1 and ("✘" in out or NOT_DONE in out)
+
+
+def test_output_is_deterministic(capsys):
+    buggy = dense_backward(lambda s, g: s.x.T @ g, lambda s, g: g.mean(axis=0))
+    outputs = []
+    for seed in (1, 2):
+        tn.seed(seed)
+        np.random.seed(seed)
+        check_layer(buggy, tn.Dense)
+        check_layer(MyDense, tn.Dense)
+        check_loss(NoMaxShift, tn.SoftmaxCrossEntropy)
+        check_optimizer(MomentumUphill, tn.Momentum, lr=0.1, momentum=0.9)
+        outputs.append(capsys.readouterr().out)
+    assert outputs[0] == outputs[1]
+
+
+# ================================================================ convolutional layers
+def test_conv_layers_pass_and_an_unsummed_conv_bias_is_named(capsys):
+    conv = pytest.importorskip("tinynn.conv")
+    for layer in (conv.Conv2D, conv.Conv2D(4, 2, padding="same"), conv.MaxPool2D, conv.AvgPool2D,
+                  conv.BatchNorm):
+        result, out = verdict(capsys, check_layer, layer, layer if isinstance(layer, type) else type(layer))
+        assert result is True, out
+
+    class BiasSummedOverBatchOnly(conv.Conv2D):
+        def backward(self, grad):
+            grad_x = super().backward(grad)
+            self.grads["b"] = grad.sum(axis=0)
+            return grad_x
+
+    result, out = verdict(capsys, check_layer, BiasSummedOverBatchOnly, conv.Conv2D)
+    assert result is False and "every place the parameter was used" in out

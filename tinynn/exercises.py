@@ -1,0 +1,874 @@
+"""Exercise checks: the cell after each exercise in the course calls one of these.
+
+    from tinynn.exercises import check_layer
+    check_layer(MyDense, tn.Dense)   # prints "✔ ..." or "✘ <what is wrong>", returns True/False
+
+Each check runs your implementation next to tinynn's reference on a few small float64 inputs,
+copies the reference's parameters into yours first (so random initialisation does not matter),
+runs the numerical gradient check, and says in plain words what is wrong, showing the first
+numbers that differ. A check never raises: an exercise that is not done yet reports
+"not yet implemented", and the notebook carries on with the reference version.
+
+    check_layer(MyDense, tn.Dense)            # a Layer class or instance vs. the reference class
+    check_loss(MySoftmaxCE, tn.SoftmaxCrossEntropy)
+    check_optimizer(MyMomentum, tn.Momentum, lr=0.1, momentum=0.9)   # both built with the kwargs
+    check_function(my_softmax, softmax, logits)   # plain functions (or schedules) on example args
+    check_model_step(train_step)              # train_step(net, loss, optimizer, x, y) -> loss
+
+Everything is seeded, so a check prints the same words every time it runs.
+"""
+import copy
+import inspect
+import traceback
+import warnings
+from contextlib import contextmanager
+
+import numpy as np
+
+from . import random as tn_random
+from .gradcheck import gradcheck, relative_error
+from .layers import Dense, ReLU
+from .losses import Loss, SoftmaxCrossEntropy
+from .net import Net
+from .optimizers import SGD, Schedule
+
+__all__ = ["check_layer", "check_loss", "check_optimizer", "check_function", "check_model_step"]
+
+SEED = 0
+TOLERANCE = 1e-7         # max relative error (vs the largest magnitude) that still counts as equal
+GRADCHECK_TOLERANCE = 1e-6
+LARGE = 1e3              # "large logits": where a softmax without the max-shift overflows
+
+
+class Failed(Exception):
+    """A diagnosed mistake; the message says what is wrong in plain words."""
+
+
+class NotDone(Exception):
+    """The exercise is not implemented yet (NotImplementedError, or a method returned None)."""
+
+
+# ================================================================ running a check and reporting
+def _run(what, check):
+    """Run ``check() -> detail`` with seeded randomness and silenced numpy warnings, print one
+    verdict, return True/False. Never raises (except KeyboardInterrupt)."""
+    try:
+        with _isolated(), warnings.catch_warnings(), np.errstate(all="ignore"):
+            warnings.simplefilter("ignore")
+            detail = check()
+    except NotDone as e:
+        print(f"not yet implemented — {what}: {e}")
+    except NotImplementedError as e:
+        print(f"not yet implemented — {what}: {_where(e)} raises NotImplementedError. Replace "
+              "'# YOUR CODE HERE' and the raise with your code, run that cell, then this one "
+              "again.")
+    except Failed as e:
+        print(f"✘ {what}: {e}")
+    except Exception as e:  # student code can fail in any way: report it, never crash the notebook
+        print(f"✘ {what} raised {type(e).__name__}: {e}\n  hint: {_hint(e)}")
+    else:
+        print(f"✔ {what} passed: {detail}")
+        return True
+    return False
+
+
+@contextmanager
+def _isolated():
+    """Give the check its own tinynn random generator and restore the notebook's afterwards."""
+    saved = tn_random._generator
+    _reseed()
+    try:
+        yield
+    finally:
+        tn_random._generator = saved
+
+
+def _reseed():
+    """Restart tinynn's generator, so candidate and reference draw the same numbers (dropout)."""
+    tn_random._generator = np.random.default_rng(SEED)
+
+
+def _where(exc):
+    frames = traceback.extract_tb(exc.__traceback__)
+    return f"{frames[-1].name}()" if frames else "the code"
+
+
+def _hint(exc):
+    """A plain-words hint for an exception raised inside student code."""
+    message = str(exc)
+    if isinstance(exc, AttributeError):
+        return ("something is read that was never stored. Does forward save what backward needs "
+                "(e.g. self.x = x)? Does __init__ call super().__init__() (which creates params "
+                "and grads)?")
+    if isinstance(exc, TypeError) and "NoneType" in message:
+        return "a value is None: does every function end with a `return`?"
+    if isinstance(exc, TypeError) and "argument" in message:
+        return ("the signature differs from tinynn's: forward(self, x, training=True), "
+                "backward(self, grad), a loss is called as loss(pred, target), an optimizer as "
+                "step(params, grads); classes take the reference's constructor arguments "
+                "(e.g. MyDense(units)).")
+    shapes = ("broadcast", "matmul", "shape", "align")
+    if isinstance(exc, ValueError) and any(word in message for word in shapes):
+        return ("array shapes do not line up: print them. Dense: x (batch, in), w (in, units), "
+                "grad (batch, units); a parameter's gradient has the parameter's shape (sum over "
+                "the batch axis).")
+    if isinstance(exc, KeyError):
+        return ("a params/grads entry is missing: use the reference's names (Dense: 'w' and 'b') "
+                "and fill layer.grads[name] for every layer.params[name].")
+    if isinstance(exc, IndexError):
+        return ("an index is out of range: check which axis is the batch (axis 0) and which the "
+                "classes.")
+    return "read the message above, then compare your code with the formulas in the exercise text."
+
+
+# ================================================================ comparing arrays
+def _first_mismatch(yours, expected):
+    """'at index (0, 2): yours 0.5, expected -0.25 (3 of 12 values differ)'."""
+    bad = ~np.isclose(yours, expected, rtol=TOLERANCE, atol=TOLERANCE * _scale(expected),
+                      equal_nan=True)
+    if not bad.any():
+        return ""
+    if yours.ndim == 0:
+        return f"\n  yours {_fmt(yours)}, expected {_fmt(expected)}"
+    index = tuple(int(i) for i in np.argwhere(bad)[0])
+    return (f"\n  first mismatch at index {index}: yours {_fmt(yours[index])}, expected "
+            f"{_fmt(expected[index])} ({int(bad.sum())} of {bad.size} values differ)")
+
+
+def _fmt(value):
+    return f"{float(value) + 0.0:.6g}"  # + 0.0 turns -0 into 0
+
+
+def _scale(array):
+    return max(float(np.abs(array).max(initial=0.0)), 1e-12) if np.all(np.isfinite(array)) else 1.0
+
+
+def _close(yours, expected):
+    return yours.shape == expected.shape and relative_error(yours, expected) <= TOLERANCE
+
+
+def _factor(yours, expected):
+    """k if yours == k · expected for one constant k (least squares, then verified), else None."""
+    e, y = expected.ravel(), yours.ravel()
+    if not (np.all(np.isfinite(y)) and np.dot(e, e) > 0):
+        return None
+    k = float(np.dot(y, e) / np.dot(e, e))
+    return k if relative_error(y, k * e) <= TOLERANCE and abs(k) > 1e-12 else None
+
+
+def _as_array(value, what):
+    if value is None:
+        raise NotDone(f"{what} is None — did you forget a `return`?")
+    try:
+        return np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise Failed(f"{what} should be a numpy array of numbers, got "
+                     f"{type(value).__name__}") from None
+
+
+def _expect(what, yours, expected, batch=None, factors=(), extra=(), nonfinite=""):
+    """Raise Failed with a diagnosis unless ``yours`` equals ``expected``.
+
+    The diagnoses are tried in order (a small table): wrong shape, NaN/inf, a constant factor
+    (each with its own message: sign, batch size, ...), transposed, then ``extra`` checks
+    (functions (yours, expected) -> message or None), then a plain "differs"."""
+    yours = _as_array(yours, what)
+    if yours.shape != expected.shape:
+        raise Failed(_shape_message(what, yours.shape, expected.shape, batch))
+    if _close(yours, expected):
+        return
+    if not np.all(np.isfinite(yours)) and np.all(np.isfinite(expected)):
+        raise Failed(f"{what} contains NaN or inf where the reference is finite. {nonfinite}"
+                     + _first_mismatch(yours, expected))
+    k = _factor(yours, expected)
+    if k is not None:
+        for factor, message in (*factors, (-1.0, "has the wrong sign (yours = −expected)")):
+            if np.isclose(k, factor, rtol=1e-6):
+                raise Failed(f"{what} {message}" + _first_mismatch(yours, expected))
+        if yours.size > 1:
+            raise Failed(f"{what} is {k:.4g} × the expected values: a constant factor is wrong or "
+                         "missing" + _first_mismatch(yours, expected))
+    if yours.ndim == 2 and yours.shape[0] == yours.shape[1] and _close(yours, expected.T):
+        raise Failed(f"{what} is transposed" + _first_mismatch(yours, expected))
+    for diagnose in extra:
+        message = diagnose(yours, expected)
+        if message:
+            raise Failed(f"{what} {message}" + _first_mismatch(yours, expected))
+    raise Failed(f"{what} differs from the reference" + _first_mismatch(yours, expected))
+
+
+def _shape_message(what, got, expected, batch):
+    message = f"{what} has the wrong shape: expected {expected}, got {got}"
+    if got == expected[::-1] and len(got) > 1:
+        message += " — it is transposed"
+    elif batch and got == (batch, *expected):
+        message += (f" — it keeps the batch axis: sum over the batch (axis=0) so there is one "
+                    "gradient per parameter, not one per sample")
+    elif batch and len(got) > len(expected) and got[len(got) - len(expected):] == expected:
+        message += (" — it keeps the batch (and position) axes: a parameter's gradient is summed "
+                    "over every sample and every place the parameter was used")
+    elif batch and expected == (batch, *got) and got:
+        message += " — the batch axis is missing (did you sum or average over axis 0?)"
+    elif got == () and expected:
+        message += " — a single number instead of an array (a sum or mean too many?)"
+    return message
+
+
+def _mask_differs(yours, expected):
+    if np.any((yours == 0) != (expected == 0)):
+        return ("is zero in different places than the reference: the mask that decides where the "
+                "gradient passes is wrong (it should come from forward's input, e.g. x > 0)")
+    return None
+
+
+# ================================================================ constructing candidates
+def _name(obj):
+    return getattr(obj, "__name__", type(obj).__name__)
+
+
+def _make(candidate, *args, **kwargs):
+    """A class is constructed with the reference's arguments; an instance is copied (so the check
+    never changes the student's object)."""
+    if inspect.isclass(candidate):
+        try:
+            return candidate(*args, **kwargs)
+        except NotImplementedError:
+            raise
+        except TypeError as e:
+            given = ", ".join([*map(repr, args), *(f"{k}={v!r}" for k, v in kwargs.items())])
+            raise Failed(f"could not construct {candidate.__name__}({given}): {e}\n  hint: take "
+                         "the same constructor arguments as the reference") from None
+    return copy.deepcopy(candidate)
+
+
+# ================================================================ layers
+# Constructor arguments and input shapes to try, per reference class name (default: no arguments).
+LAYER_TRIALS = {
+    "Dense": [((3,), (4, 5)), ((4,), (6, 4)), ((2,), (1, 3))],
+    "Conv2D": [((2, 3), (2, 5, 5, 3)), ((3, 2), (3, 4, 6, 2)), ((1, 1), (1, 3, 3, 1))],
+    "MaxPool2D": [((), (2, 4, 4, 3)), ((2,), (3, 6, 4, 2)), ((3,), (1, 6, 6, 1))],
+    "AvgPool2D": [((), (2, 4, 4, 3)), ((2,), (3, 6, 4, 2)), ((3,), (1, 6, 6, 1))],
+    "BatchNorm": [((), (8, 3)), ((), (4, 3, 3, 2)), ((), (5, 4))],
+}
+DEFAULT_LAYER_TRIALS = [((), (4, 5)), ((), (3, 2, 4)), ((), (1, 6))]
+
+
+def check_layer(candidate, reference):
+    """Check a layer (class or instance) against a tinynn reference layer class, e.g.
+    ``check_layer(MyDense, tn.Dense)``: forward output, input gradient, parameter gradients,
+    cached input, no mutation of parameters or input, and the numerical gradient check."""
+    def run():
+        rng = np.random.default_rng(SEED)
+        trials = LAYER_TRIALS.get(reference.__name__, DEFAULT_LAYER_TRIALS)
+        worst = max(_layer_trial(candidate, reference, args, shape, rng) for args, shape in trials)
+        return f"forward matches, gradients match (max rel. err {worst:.0e})"
+    return _run(_name(candidate), run)
+
+
+def _layer_input(rng, shape):
+    """Standard normal values kept at least 0.1 away from 0 (the kink of ReLU-like layers)."""
+    x = rng.standard_normal(shape)
+    return np.where(x >= 0, x + 0.1, x - 0.1)
+
+
+def _layer_pair(candidate, reference, args, shape):
+    """(candidate, reference) instances and the input shape to use. An instance candidate keeps its
+    own settings (e.g. units) and, if already built, its input width."""
+    if inspect.isclass(candidate):
+        return _make(candidate, *args), reference(*args), shape
+    cand = copy.deepcopy(candidate)
+    signature = inspect.signature(reference.__init__).parameters
+    settings = {k: getattr(cand, k) for k in signature if k != "self"
+                and isinstance(getattr(cand, k, None), (int, float, bool, str, tuple))}
+    ref = reference(**settings) if settings else reference(*args)
+    widths = [p.shape[0] for p in getattr(cand, "params", {}).values() if np.ndim(p) == 2]
+    return cand, ref, (shape[:-1] + (widths[0],) if widths else shape)
+
+
+def _randomize(layer, rng):
+    """Random parameter values, so that e.g. a bias initialised to zero cannot hide a mistake."""
+    for p in layer.params.values():
+        p[...] = rng.standard_normal(p.shape)
+
+
+def _adopt_params(cand, ref):
+    """Copy the reference's parameters into the candidate (float64), and zero its grads."""
+    theirs, ours = ref.params, getattr(cand, "params", None)
+    if ours is None:
+        raise Failed("has no `params` dict: subclass tn.Layer and call super().__init__()")
+    if not theirs:
+        return
+    if not ours:
+        raise Failed(f"has no parameters after its first forward; it needs "
+                     f"{_describe(theirs)} (create them in __init__ or on the first forward)")
+    if set(ours) != set(theirs):
+        raise Failed(f"has parameters {sorted(ours)} but {type(ref).__name__} has "
+                     f"{sorted(theirs)}: use the same names ({_describe(theirs)})")
+    for name, value in theirs.items():
+        shape = np.shape(ours[name])
+        if shape != value.shape:
+            hint = " (transposed: y = x @ w needs w of shape (in_features, units))" \
+                if shape == value.shape[::-1] else ""
+            raise Failed(f"params[{name!r}] has shape {shape}, expected {value.shape}{hint}")
+        if isinstance(ours[name], np.ndarray) and ours[name].dtype == np.float64:
+            ours[name][...] = value  # in place, in case the layer keeps other references to it
+        else:
+            ours[name] = value.copy()
+        if hasattr(cand, "grads"):
+            cand.grads[name] = np.zeros_like(value)
+
+
+def _describe(params):
+    return ", ".join(f"{name!r} of shape {p.shape}" for name, p in params.items())
+
+
+def _layer_trial(candidate, reference, args, shape, rng):
+    """One trial: build both layers on one input, then forward and backward on another.
+    Returns the candidate's worst numerical-gradient-check error."""
+    cand, ref, shape = _layer_pair(candidate, reference, args, shape)
+    x_first, x = _layer_input(rng, shape), _layer_input(rng, shape)
+    _reseed()
+    ref.forward(x_first.copy())
+    _randomize(ref, rng)
+    if getattr(cand, "params", None):
+        _adopt_params(cand, ref)  # already built (an instance): match the reference before forward
+    _reseed()
+    _forward(cand, x_first.copy())
+    _adopt_params(cand, ref)
+
+    before = {name: np.copy(p) for name, p in cand.params.items()}
+    x_seen = x.copy()
+    _reseed()
+    y = _forward(cand, x_seen)
+    _reseed()
+    expected_y = ref.forward(x.copy())
+    if not np.array_equal(x_seen, x):
+        raise Failed("forward changed its input x in place (e.g. x[x < 0] = 0 or x += b): the "
+                     "caller's array must stay as it was; compute a new array instead")
+    _unchanged(cand, before, "forward")
+    _expect(f"forward output for input of shape {shape}", y, expected_y,
+            nonfinite="Is there an exp() that can overflow?")
+
+    upstream = rng.standard_normal(expected_y.shape)
+    ours = _backward(cand, upstream.copy())
+    _unchanged(cand, before, "backward")
+    theirs = _ref_gradients(ref, upstream)
+    try:
+        _compare_gradients(ours, theirs, len(x))
+    except Failed:
+        _reseed()
+        ref.forward(x_first.copy())
+        if _same_gradients(ours, _ref_gradients(ref, upstream)):
+            raise Failed("backward used the input of an EARLIER forward call (stale cache): "
+                         "store what backward needs (self.x = x) on every forward, not only "
+                         "the first") from None
+        raise
+    errors = gradcheck(cand, x)
+    name, worst = max(errors.items(), key=lambda item: item[1])
+    if worst > GRADCHECK_TOLERANCE:
+        raise Failed(f"matches the reference but fails the numerical gradient check for "
+                     f"{name!r} (rel. err {worst:.1e}): does forward depend on anything that "
+                     "changes between calls?")
+    return worst
+
+
+def _forward(layer, x):
+    y = layer.forward(x, training=True)
+    if y is None:
+        raise NotDone("forward returned None — write its code and `return` the output")
+    return y
+
+
+def _backward(layer, upstream):
+    try:
+        grad_x = layer.backward(upstream)
+    except AttributeError as e:
+        raise Failed(f"backward raised AttributeError: {e}\n  The cached input was not stored: "
+                     "forward must save what backward needs on self (e.g. self.x = x).") from None
+    if grad_x is None:
+        raise NotDone("backward returned None — write its code and `return` the gradient with "
+                      "respect to the input")
+    grads = getattr(layer, "grads", {})
+    return {"input": grad_x, **{name: grads.get(name) for name in layer.params}}
+
+
+def _ref_gradients(ref, upstream):
+    grad_x = ref.backward(upstream.copy())
+    return {"input": grad_x, **{name: g.copy() for name, g in ref.grads.items()}}
+
+
+def _gradient_factors(name, batch):
+    """Constant factors that name a mistake in gradient ``name`` ("input" or a parameter's)."""
+    sign = "has the wrong sign (yours = −expected): check the sign of each term of the derivative"
+    if batch == 1:
+        return [(-1.0, sign)]
+    divided = f"is 1/{batch} of the expected (batch size {batch}): " + (
+        "the input gradient is per sample; a layer never divides by the batch size"
+        if name == "input" else
+        "layers SUM parameter gradients over the batch — the loss already divided by the batch "
+        "size, so do not divide (or take a mean) again")
+    times = f"is {batch} × the expected (batch size {batch}): is something summed twice?"
+    return [(-1.0, sign), (1.0 / batch, divided), (float(batch), times)]
+
+
+def _compare_gradients(ours, theirs, batch):
+    for name, expected in theirs.items():
+        if ours[name] is None:
+            raise Failed(f"backward did not fill grads[{name!r}] (shape {expected.shape})")
+        what = "the input gradient (backward's return value)" if name == "input" \
+            else f"grads[{name!r}]"
+        _expect(what, ours[name], expected, batch=batch, factors=_gradient_factors(name, batch),
+                extra=(_mask_differs,) if name == "input" else ())
+
+
+def _same_gradients(ours, theirs):
+    return all(ours[name] is not None and np.shape(ours[name]) == expected.shape
+               and _close(np.asarray(ours[name], dtype=np.float64), expected)
+               for name, expected in theirs.items())
+
+
+def _unchanged(layer, before, method):
+    for name, value in before.items():
+        if not np.array_equal(layer.params.get(name), value):
+            raise Failed(f"{method} changed params[{name!r}]: {method} only computes; parameters "
+                         "change only in the optimizer's step (watch out for in-place ops like "
+                         "w += ... or y = x @ w; y += b when y aliases a parameter)")
+
+
+# ================================================================ losses
+NONFINITE_LOSS_HINTS = {
+    "SoftmaxCrossEntropy": "At large logits exp() overflows: subtract each row's maximum before "
+                           "exp (softmax does not change, and the largest term becomes e⁰ = 1).",
+    "SigmoidCrossEntropy": "At large logits use the stable form max(z, 0) − z·t + "
+                           "log(1 + e^−|z|).",
+}
+LOG_OF_ZERO_HINT = ("The gradient is fine, so the value takes log of a probability that "
+                    "underflowed to 0 (a very wrong, very confident prediction): compute the "
+                    "log-probability directly, log softmax(z)ᵢ = zᵢ − m − log Σⱼ exp(zⱼ − m), "
+                    "m = max z.")
+
+
+def check_loss(candidate, reference):
+    """Check a loss (class, instance or function ``(pred, target) -> (value, grad)``) against a
+    tinynn loss class, e.g. ``check_loss(MySoftmaxCE, tn.SoftmaxCrossEntropy)``: value and gradient
+    on several shapes, at large logits, and the numerical gradient check."""
+    def run():
+        loss = _make(candidate) if inspect.isclass(candidate) else candidate
+        ref = reference()
+        worst = 0.0
+        for label, pred, target in _loss_trials(reference, np.random.default_rng(SEED)):
+            _loss_trial(loss, ref, label, pred, target)
+            if label not in ("large", "confident"):
+                worst = max(worst, gradcheck(_AsLoss(loss), pred, target)["input"])
+        if worst > GRADCHECK_TOLERANCE:
+            raise Failed(f"matches the reference but fails the numerical gradient check "
+                         f"(rel. err {worst:.1e})")
+        return f"value matches, gradient matches, also at ±{LARGE:g} (max rel. err {worst:.0e})"
+    return _run(_name(candidate), run)
+
+
+def _loss_trials(reference, rng):
+    """(label, pred, target) triples: three ordinary shapes, then large logits (all near ±1000)
+    and confident ones (spread over ±1000)."""
+    name = reference.__name__
+    binary = name == "SigmoidCrossEntropy"
+    shapes = [(4, 1), (5, 3), (1, 2)] if binary else [(4, 3), (6, 10), (1, 5)]
+    trials = []
+    for shape in shapes:
+        pred = rng.standard_normal(shape) * 2
+        if name == "SoftmaxCrossEntropy":
+            target = rng.integers(0, shape[1], shape[0])
+        elif binary:
+            target = rng.integers(0, 2, shape).astype(np.float64)
+        else:
+            target = rng.standard_normal(shape)
+        trials.append((str(shape), pred, target))
+    label, pred, target = trials[0]
+    offset = LARGE * np.where(np.arange(len(pred)) % 2 == 0, 1.0, -1.0)[:, None]
+    trials.append(("large", pred + offset, target))                  # needs the max-shift
+    trials.append(("confident", pred * LARGE / np.abs(pred).max(), target))  # needs log-softmax
+    return trials
+
+
+def _loss_trial(loss, ref, label, pred, target):
+    result = loss(pred.copy(), target.copy())
+    if result is None:
+        raise NotDone("the loss returned None — return (value, grad)")
+    if not (isinstance(result, tuple) and len(result) == 2):
+        raise Failed(f"a loss returns a pair (value, grad), got {type(result).__name__}")
+    value, grad = result
+    expected_value, expected_grad = ref(pred.copy(), target.copy())
+    batch, size = pred.shape[0], pred.size
+    where = {"large": f"at large logits (±{LARGE:g} + small)",
+             "confident": f"at confident logits (spread over ±{LARGE:g})"}.get(
+                 label, f"for predictions of shape {label}")
+    nonfinite = NONFINITE_LOSS_HINTS.get(type(ref).__name__, "")
+    if type(ref).__name__ == "SoftmaxCrossEntropy" and _finite(grad):
+        value_nonfinite = LOG_OF_ZERO_HINT
+    else:
+        value_nonfinite = nonfinite
+    value = _as_array(value, f"the loss value {where}")
+    if value.size != 1:
+        raise Failed(f"the loss value {where} has shape {value.shape}: return one number, the mean "
+                     "over the batch (np.mean)")
+    value_factors, grad_factors = _loss_factors(type(ref).__name__, batch, size)
+    _expect(f"the loss value {where}", value.reshape(()), np.asarray(expected_value),
+            factors=value_factors, nonfinite=value_nonfinite)
+    _expect(f"the gradient {where}", grad, expected_grad, factors=grad_factors, nonfinite=nonfinite)
+
+
+def _loss_factors(name, batch, size):
+    """(value factors, gradient factors): the constant factors that name a known mistake.
+    Softmax cross-entropy averages over the batch (summing over classes); MSE and sigmoid
+    cross-entropy average over all elements."""
+    per_element = name != "SoftmaxCrossEntropy"
+    n, what = (size, "all elements (pred.size)") if per_element else (batch, "the batch")
+    value, grad = [], []
+    if n > 1:
+        value.append((float(n), f"is {n} × the expected: it is a sum; return the mean over "
+                                f"{what}"))
+        grad.append((float(n), f"is {n} × the expected: the value is a mean over {what}, so the "
+                               f"gradient carries a factor 1/{n}"))
+    if size != batch and per_element:
+        value.append((size / batch, "is the mean over the batch of per-sample sums; this loss is "
+                                    "the mean over all elements (divide by pred.size)"))
+        grad.append((size / batch, "divides by the batch size; this loss is a mean over all "
+                                   "elements, so divide by pred.size"))
+    if size != batch and not per_element:
+        value.append((batch / size, "averages over all elements; cross-entropy sums over the "
+                                    "classes and averages over the batch only"))
+        grad.append((batch / size, "divides by pred.size; the loss averages over the batch only, "
+                                   "so divide by the batch size"))
+    if name == "MSE":
+        grad.append((0.5, "is half the expected: d/dp (p − t)² = 2(p − t)"))
+    return value, grad
+
+
+def _finite(array):
+    try:
+        return bool(np.all(np.isfinite(np.asarray(array, dtype=np.float64))))
+    except (TypeError, ValueError):
+        return False
+
+
+class _AsLoss(Loss):
+    """Lets tn.gradcheck treat any callable (pred, target) -> (value, grad) as a Loss."""
+
+    def __init__(self, loss):
+        self.loss = loss
+
+    def forward(self, pred, target):
+        value, grad = self.loss(pred, target)
+        return float(np.asarray(value).reshape(())), np.asarray(grad, dtype=np.float64)
+
+
+# ================================================================ optimizers
+STEPS = 6
+LR_CHANGE_AT = 4  # before this step both optimizers' .lr is halved, as a widget or schedule would
+
+
+def _momentum_dampened(self, i, param, grad):
+    (velocity,) = self.slots(i, param, 1)
+    velocity *= self.momentum
+    velocity += (1.0 - self.momentum) * grad
+    param -= self.lr * velocity
+
+
+def _adam_without_bias_correction(self, i, param, grad):
+    m, v = self.slots(i, param, 2)
+    m += (1.0 - self.beta1) * (grad - m)
+    v += (1.0 - self.beta2) * (grad * grad - v)
+    param -= self.lr * m / (np.sqrt(v) + self.eps)
+
+
+def _rmsprop_without_sqrt(self, i, param, grad):
+    (mean_square,) = self.slots(i, param, 1)
+    mean_square *= self.rho
+    mean_square += (1.0 - self.rho) * grad * grad
+    param -= self.lr * grad / (mean_square + self.eps)
+
+
+# Known mistakes, per reference class name: (update method of the mistaken version, diagnosis).
+OPTIMIZER_MISTAKES = {
+    "Momentum": [(_momentum_dampened,
+                  "your velocity averages the gradient (v ← μv + (1 − μ)g, as Adam's m does); "
+                  "momentum adds the whole gradient: v ← μv + g")],
+    "Adam": [(_adam_without_bias_correction,
+              "your updates match Adam WITHOUT bias correction: m and v start at 0, so divide "
+              "them by (1 − β₁ᵗ) and (1 − β₂ᵗ) (t = 1, 2, … the step number) before the update")],
+    "RMSProp": [(_rmsprop_without_sqrt,
+                 "you divide by the running mean of g² itself; divide by its square root: √s + ε")],
+}
+
+
+def check_optimizer(candidate, reference, **kwargs):
+    """Check an optimizer (class or instance) against a tinynn optimizer class, both built with
+    ``kwargs``: ``STEPS`` steps on two parameters with the same gradients, the learning rate changed
+    half-way (as widgets do), in-place updates, and known mistakes named."""
+    def run():
+        rng = np.random.default_rng(SEED)
+        shapes = [(3, 2), (2,)]
+        start = [rng.standard_normal(s) for s in shapes]
+        gradients = [[rng.standard_normal(s) for s in shapes] for _ in range(STEPS)]
+        # (optimizer, whether it follows the lr change) for the reference and known mistakes
+        tracks = {"reference": (reference(**kwargs), True),
+                  "ignores lr": (reference(**kwargs), False)}
+        for update, message in OPTIMIZER_MISTAKES.get(reference.__name__, []):
+            mistaken = type(reference.__name__, (reference,), {"update": update})
+            tracks[message] = (mistaken(**kwargs), True)
+        ours = _trajectory(_make(candidate, **kwargs), True, start, gradients, check=True)
+        expected = {key: _trajectory(opt, follow, start, gradients)
+                    for key, (opt, follow) in tracks.items()}
+        if _same_trajectory(ours, expected["reference"]):
+            return (f"{STEPS} steps on {len(shapes)} parameters match "
+                    f"{reference.__name__}({_kwargs(kwargs)})")
+        _diagnose_trajectory(ours, expected, start)
+    return _run(_name(candidate), run)
+
+
+def _kwargs(kwargs):
+    return ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
+
+
+def _trajectory(opt, follow_lr, start, gradients, check=False):
+    """Parameters after each step (a list of lists of arrays)."""
+    if not hasattr(opt, "lr"):
+        raise Failed("has no attribute .lr: keep the learning rate in self.lr (widgets and "
+                     "schedules change it between steps)")
+    params = [p.copy() for p in start]
+    steps = []
+    for t, grads in enumerate(gradients, 1):
+        if t == LR_CHANGE_AT and follow_lr:
+            opt.lr = opt.lr / 2
+        given = [g.copy() for g in grads]
+        opt.step(params, given)
+        if check and not all(np.array_equal(a, b) for a, b in zip(given, grads)):
+            raise Failed(f"step {t} changed the gradient arrays: step only updates the parameters")
+        steps.append([p.copy() for p in params])
+    return steps
+
+
+def _same_trajectory(ours, theirs):
+    return all(_close(a, b) for step_a, step_b in zip(ours, theirs) for a, b in zip(step_a, step_b))
+
+
+def _diagnose_trajectory(ours, expected, start):
+    """Name a known mistake whose whole trajectory matches ours, else explain the first bad step."""
+    for key, trajectory in expected.items():
+        if key != "reference" and _same_trajectory(ours, trajectory):
+            if key == "ignores lr":
+                raise Failed(f"ignores changes of .lr between steps (it was halved before step "
+                             f"{LR_CHANGE_AT}): read self.lr inside step; widgets and schedules "
+                             "set it")
+            raise Failed(key)
+    theirs = expected["reference"]
+    previous = [p.copy() for p in start]
+    for t, (step_a, step_b) in enumerate(zip(ours, theirs), 1):
+        if not all(_close(a, b) for a, b in zip(step_a, step_b)):
+            break
+        previous = step_b
+    moved = [a - p for a, p in zip(step_a, previous)]
+    should = [b - p for b, p in zip(step_b, previous)]
+    if not any(np.any(m) for m in moved):
+        raise Failed(f"step {t} did not change the parameters: update each array in place "
+                     "(param -= ... or param[...] = ...); `param = param - ...` only rebinds a "
+                     "name")
+    moved, should = (np.concatenate([a.ravel() for a in arrays]) for arrays in (moved, should))
+    uphill = "has the wrong sign: it moves uphill; subtract: param -= lr * ..."
+    try:
+        _expect(f"the update at step {t} (parameter change)", moved, should,
+                factors=[(-1.0, uphill)])
+    except Failed as e:
+        if t == 1 or "differs" not in str(e):
+            raise
+        done = "step 1 matches" if t == 2 else f"steps 1–{t - 1} match"
+        raise Failed(f"{done} but step {t} does not: keep the state (velocity, running averages, "
+                     "step count t) on self, one entry per parameter, and update it at every step"
+                     + _first_mismatch(moved, should)) from None
+    raise Failed(f"parameters after step {t} differ from the reference")
+
+
+# ================================================================ plain functions and schedules
+SCHEDULE_STEPS = [*range(100), 150, 200, 500, 1000, 2000, 5000]
+
+
+def check_function(candidate, reference, *example_args):
+    """Check a plain function against a reference on ``example_args`` (and, for float-array
+    arguments, on the same arrays × 1000, where a softmax without the max-shift overflows).
+    A reference that is a tn Schedule class is built from ``example_args`` (so is the candidate,
+    if it is a class) and compared at many steps."""
+    def run():
+        if inspect.isclass(reference) and issubclass(reference, Schedule):
+            return _check_schedule(candidate, reference, example_args)
+        _compare_call(candidate, reference, example_args, "on the example")
+        if example_args and all(_is_float_array(a) for a in example_args):
+            large = [np.asarray(a) * LARGE for a in example_args]
+            expected = reference(*copy.deepcopy(large))
+            if all(np.all(np.isfinite(e)) for e in _leaves(expected)):
+                _compare_call(candidate, reference, large,
+                              f"at large inputs (the example × {LARGE:g})")
+                return f"output matches {_name(reference)} on the example and on it × {LARGE:g}"
+        return f"output matches {_name(reference)} on the example"
+    return _run(_name(candidate), run)
+
+
+def _is_float_array(value):
+    return isinstance(value, np.ndarray) and value.dtype.kind == "f"
+
+
+def _leaves(value):
+    return [leaf for item in value for leaf in _leaves(item)] if isinstance(value, (tuple, list)) \
+        else [np.asarray(value, dtype=np.float64)]
+
+
+def _compare_call(candidate, reference, args, where):
+    given = copy.deepcopy(list(args))
+    yours = candidate(*given)
+    if yours is None:
+        raise NotDone("the function returned None — write its code and `return` the result")
+    for i, (a, b) in enumerate(zip(given, args)):
+        if isinstance(b, np.ndarray) and not np.array_equal(a, b):
+            raise Failed(f"changed its argument number {i + 1} in place: compute a new array "
+                         "instead")
+    expected = reference(*copy.deepcopy(list(args)))
+    _compare_values(f"the result {where}", yours, expected)
+
+
+def _compare_values(what, yours, expected):
+    if isinstance(expected, (tuple, list)):
+        if not isinstance(yours, (tuple, list)) or len(yours) != len(expected):
+            raise Failed(f"{what} should be a {type(expected).__name__} of {len(expected)} values")
+        for i, (a, b) in enumerate(zip(yours, expected)):
+            _compare_values(f"{what}[{i}]", a, b)
+        return
+    _expect(what, yours, np.asarray(expected, dtype=np.float64),
+            nonfinite="Is there an exp() that overflows? Subtract the maximum first.")
+
+
+def _check_schedule(candidate, reference, args):
+    schedule = _make(candidate, *args) if inspect.isclass(candidate) else candidate
+    ref = reference(*args)
+    yours = []
+    for step in SCHEDULE_STEPS:
+        value = schedule(step)
+        if value is None:
+            raise NotDone("the schedule returned None — `return` the learning rate")
+        yours.append(float(value))
+    yours, expected = np.array(yours), np.array([ref(s) for s in SCHEDULE_STEPS])
+    if _close(yours, expected):
+        return (f"learning rates match {reference.__name__} at {len(SCHEDULE_STEPS)} steps from 0 "
+                f"to {SCHEDULE_STEPS[-1]}")
+    shifted = [(1, "is one step ahead: the first step is number 0"),
+               (-1, "is one step behind: the first step is number 0")]
+    for shift, message in shifted:
+        if _close(yours[1:-1], np.array([ref(s + shift) for s in SCHEDULE_STEPS[1:-1]])):
+            raise Failed(message)
+    _expect(f"the learning rate at steps 0, 1, …, {SCHEDULE_STEPS[-1]}", yours, expected)
+
+
+# ================================================================ one training step
+def _reference_train_step(net, loss, optimizer, x, y):
+    pred = net.forward(x)
+    value, grad = loss(pred, y)
+    net.backward(grad)
+    optimizer.step(net.params, net.grads)
+    return value
+
+
+def _step_before_backward(net, loss, optimizer, x, y):
+    pred = net.forward(x)
+    value, grad = loss(pred, y)
+    optimizer.step(net.params, net.grads)
+    net.backward(grad)
+    return value
+
+
+def _no_update(net, loss, optimizer, x, y):
+    value, grad = loss(net.forward(x), y)
+    net.backward(grad)
+    return value
+
+
+def _uphill(net, loss, optimizer, x, y):
+    value, grad = loss(net.forward(x), y)
+    net.backward(-grad)
+    optimizer.step(net.params, net.grads)
+    return value
+
+
+TRAIN_STEP_MISTAKES = [
+    (_no_update, "the parameters never change: after net.backward(grad) call "
+                 "optimizer.step(net.params, net.grads)"),
+    (_step_before_backward, "optimizer.step runs before net.backward, so every step uses the "
+                            "previous batch's gradients (and the first step none): the order is "
+                            "forward → loss → backward → step"),
+    (_uphill, "the parameters move uphill (the loss grows): pass the loss gradient to "
+              "net.backward as it is, without a minus sign"),
+]
+TRAIN_STEPS = 3
+
+
+def check_model_step(candidate_train_step):
+    """Check ``train_step(net, loss, optimizer, x, y) -> loss value`` on a small classifier for
+    ``TRAIN_STEPS`` batches: the returned loss and the parameters after every step."""
+    def run():
+        rng = np.random.default_rng(SEED)
+        batches = [(rng.standard_normal((8, 4)), rng.integers(0, 3, 8)) for _ in range(TRAIN_STEPS)]
+        start = _small_net(rng)
+        ours = _train(candidate_train_step, start, batches, check=True)
+        expected = _train(_reference_train_step, start, batches)
+        if _same_training(ours, expected):
+            return f"losses and parameters match the reference for {TRAIN_STEPS} steps"
+        for mistake, message in TRAIN_STEP_MISTAKES:
+            if _same_training(ours, _train(mistake, start, batches)):
+                raise Failed(message)
+        _diagnose_training(ours, expected)
+    return _run(_name(candidate_train_step), run)
+
+
+def _small_net(rng):
+    """Initial float64 parameters of a 4-5-3 MLP, as a get_params() dict."""
+    net = Net([Dense(5), ReLU(), Dense(3)])
+    net.forward(rng.standard_normal((2, 4)))
+    return net.get_params()
+
+
+def _train(train_step, start, batches, check=False):
+    """[(returned loss, parameters after the step)] for every batch, from fresh copies of start."""
+    net = Net([Dense(5), ReLU(), Dense(3)])
+    net.forward(np.zeros((1, 4)))
+    net.set_params(start)
+    loss, optimizer = SoftmaxCrossEntropy(), SGD(lr=0.5)
+    record = []
+    for x, y in batches:
+        value = train_step(net, loss, optimizer, x.copy(), y.copy())
+        if check:
+            value = _returned_loss(value)
+        record.append((float(value), net.get_params()))
+    return record
+
+
+def _returned_loss(value):
+    if value is None:
+        raise NotDone("train_step returned None — write its code and `return` the loss value")
+    if isinstance(value, tuple):
+        raise Failed("train_step returned a tuple; return only the loss value (the first thing "
+                     "loss(pred, y) gives back)")
+    if np.size(value) != 1:
+        raise Failed(f"train_step returned an array of shape {np.shape(value)}; return the loss "
+                     "value, one number")
+    return float(np.asarray(value, dtype=np.float64).reshape(()))
+
+
+def _same_training(ours, theirs):
+    return all(np.isclose(va, vb, rtol=TOLERANCE) and all(_close(pa[k], pb[k]) for k in pb)
+               for (va, pa), (vb, pb) in zip(ours, theirs))
+
+
+def _diagnose_training(ours, expected):
+    for t, ((value, params), (ref_value, ref_params)) in enumerate(zip(ours, expected), 1):
+        if not np.isclose(value, ref_value, rtol=TOLERANCE):
+            raise Failed(f"the loss returned at step {t} is {_fmt(value)}, expected "
+                         f"{_fmt(ref_value)}: return the value the loss gave for this batch")
+        for name, expected_param in ref_params.items():
+            _expect(f"parameter {name} after step {t}", params[name], expected_param)
