@@ -1,0 +1,406 @@
+"""Pictures of training: live curves, decision boundaries, digits, confusion matrices, histograms.
+
+matplotlib is imported inside the functions that draw, so ``import tinynn.viz`` is instant and
+works on a machine without it.
+
+Static plots (``plot_decision_boundary``, ``show_digits``, ``plot_confusion_matrix``,
+``plot_weight_histograms``, ``plot_lr_range_test``) draw into ``ax`` when you pass one, else into a
+new pyplot figure, and return the figure. In a notebook the figure appears when the cell ends; if
+the call is the cell's last line, follow it with ``plt.show()`` (or assign the result) so it is not
+shown twice. (A trailing ``;`` works in Jupyter but not under nbval, which shows the result anyway.)
+
+Live plots are ``Model.fit`` callbacks. They draw one figure and redraw it *in place* through an
+IPython display handle::
+
+    handle = display(fig, display_id=True)   # once, when training starts
+    handle.update(fig)                        # every few steps: the same output is replaced
+
+so the notebook shows an animation while the cell runs and keeps one final, static picture
+afterwards (and nbval sees exactly one output). Outside a Jupyter kernel they draw nothing on screen;
+the figure is still kept in ``.figure`` so a script can save it.
+"""
+import math
+import time
+
+import numpy as np
+
+from .metrics import as_labels, predicted_classes
+from .model import Callback
+
+CLASS_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
+                "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
+
+
+def _pyplot():
+    import matplotlib.pyplot as plt  # lazy: the core never needs matplotlib
+    return plt
+
+
+def _new_axes(ax, figsize):
+    """``ax`` and its figure, or a fresh pyplot figure with one axes."""
+    if ax is not None:
+        return ax.figure, ax
+    fig, ax = _pyplot().subplots(figsize=figsize)
+    return fig, ax
+
+
+# ============================================================================ model outputs
+def _predict(model, x):
+    """Outputs of a Model, a Net or any function of a batch, for a float batch ``x``."""
+    if hasattr(model, "predict"):
+        return model.predict(x)
+    if hasattr(model, "forward"):
+        params = getattr(model, "params", None)
+        dtype = params[0].dtype if params else np.float32
+        return model.forward(np.asarray(x, dtype=dtype), training=False)
+    return np.asarray(model(x))
+
+
+def class_probabilities(outputs):
+    """(n, classes) probabilities from network outputs: softmax over several logits, or the
+    sigmoid of a single logit as the probability of class 1."""
+    z = np.asarray(outputs, dtype=np.float64)
+    if z.ndim == 1 or z.shape[1] == 1:
+        p = 0.5 * (1.0 + np.tanh(0.5 * z.reshape(-1)))
+        return np.column_stack([1.0 - p, p])
+    z = z - z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def _grid(x, resolution, padding):
+    lo, hi = x.min(axis=0) - padding, x.max(axis=0) + padding
+    xs, ys = np.linspace(lo[0], hi[0], resolution), np.linspace(lo[1], hi[1], resolution)
+    gx, gy = np.meshgrid(xs, ys)
+    return np.column_stack([gx.ravel(), gy.ravel()]).astype(np.float32), (lo[0], hi[0], lo[1], hi[1])
+
+
+def draw_decision_boundary(ax, model, x, y, resolution=100, padding=0.3):
+    """Draw on ``ax``: every point of the plane coloured by the predicted class (paler where the
+    model is unsure), thin lines where the predicted class changes, and the data on top."""
+    from matplotlib.colors import to_rgb
+    x, labels = np.asarray(x), as_labels(y)
+    points, extent = _grid(x, resolution, padding)
+    probs = class_probabilities(_predict(model, points))
+    n_classes = max(probs.shape[1], int(labels.max()) + 1)
+    palette = np.array([to_rgb(CLASS_COLORS[c % len(CLASS_COLORS)]) for c in range(n_classes)])
+    colours = probs @ palette[:probs.shape[1]]
+    confidence = probs.max(axis=1, keepdims=True)
+    background = 1.0 - 0.55 * confidence * (1.0 - colours)  # mix with white: sure = strong
+    shape = (resolution, resolution)
+    ax.imshow(background.reshape(*shape, 3), origin="lower", extent=extent, aspect="auto",
+              interpolation="bilinear")
+    classes = probs.argmax(axis=1).reshape(shape)
+    if len(np.unique(classes)) > 1:
+        ax.contour(*np.meshgrid(np.linspace(*extent[:2], resolution),
+                                np.linspace(*extent[2:], resolution)),
+                   classes, levels=np.arange(n_classes) + 0.5, colors="k", linewidths=0.6)
+    for c in range(n_classes):
+        pick = labels == c
+        ax.scatter(x[pick, 0], x[pick, 1], s=12, color=CLASS_COLORS[c % len(CLASS_COLORS)],
+                   edgecolors="white", linewidths=0.4, label=f"class {c}")
+    ax.set_xlim(*extent[:2])
+    ax.set_ylim(*extent[2:])
+    ax.set_xlabel("x₁")
+    ax.set_ylabel("x₂")
+
+
+def plot_decision_boundary(model, x, y, ax=None, resolution=200, padding=0.3, title=None):
+    """The decision regions of a classifier on 2-D data ``x`` with labels ``y``.
+
+    ``model`` is a tinynn Model, a Net, or any function mapping a (n, 2) batch to outputs
+    (logits). Returns the figure."""
+    fig, ax = _new_axes(ax, (5, 4.5))
+    draw_decision_boundary(ax, model, x, y, resolution, padding)
+    if title is None:
+        title = f"decision boundary · accuracy {np.mean(_predicted(model, x) == as_labels(y)):.3f}"
+    ax.set_title(title)
+    return fig
+
+
+def _predicted(model, x):
+    return class_probabilities(_predict(model, np.asarray(x, dtype=np.float32))).argmax(axis=1)
+
+
+# ============================================================================ digits
+def show_digits(images, labels=None, predictions=None, ncols=10, size=1.1):
+    """A grid of images (n, 784) or (n, 28, 28), titled with their labels; with ``predictions``
+    (class indices or network outputs) each title shows the prediction, in red when it is wrong.
+    Returns the figure."""
+    images = np.asarray(images)
+    n = len(images)
+    side = int(round(math.sqrt(images[0].size)))
+    images = images.reshape(n, side, side)
+    predicted = None if predictions is None else predicted_classes(predictions)
+    truth = None if labels is None else as_labels(labels)
+    ncols = max(1, min(ncols, n))
+    nrows = -(-n // ncols)
+    fig, axes = _pyplot().subplots(nrows, ncols, figsize=(size * ncols, size * nrows * 1.15),
+                                   squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if i >= n:
+            continue
+        ax.imshow(images[i], cmap="gray_r", vmin=0, vmax=max(1.0, float(images[i].max())))
+        if predicted is not None:
+            wrong = truth is not None and predicted[i] != truth[i]
+            title = f"{predicted[i]} (true {truth[i]})" if wrong else f"{predicted[i]}"
+            ax.set_title(title, fontsize=9, color="#d62728" if wrong else "black")
+        elif truth is not None:
+            ax.set_title(f"{truth[i]}", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+# ============================================================================ confusion matrix
+def plot_confusion_matrix(matrix, ax=None, class_names=None, normalize=False, cmap="Blues"):
+    """counts[i, j] = samples of true class i predicted as j, as a heat map with the numbers
+    written in. ``normalize=True`` shows each row as fractions (recall per class). Returns the
+    figure."""
+    counts = np.asarray(matrix)
+    values = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1) if normalize else counts
+    n = len(counts)
+    names = [str(c) for c in (class_names if class_names is not None else range(n))]
+    fig, ax = _new_axes(ax, (0.5 * n + 2, 0.5 * n + 1.6))
+    ax.imshow(values, cmap=cmap)
+    threshold = values.max() / 2 if values.size else 0
+    for i in range(n):
+        for j in range(n):
+            text = f"{values[i, j]:.2f}" if normalize else f"{counts[i, j]:d}"
+            ax.text(j, i, text, ha="center", va="center", fontsize=8,
+                    color="white" if values[i, j] > threshold else "black")
+    ax.set_xticks(range(n), names)
+    ax.set_yticks(range(n), names)
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    correct = np.trace(counts) / max(counts.sum(), 1)
+    ax.set_title(f"confusion matrix · accuracy {correct:.3f}")
+    return fig
+
+
+# ============================================================================ histograms
+def plot_weight_histograms(net, bins=40):
+    """One row per layer with parameters: the distribution of its parameters (left) and of their
+    latest gradients (right). Healthy nets keep both spread out; a spike at 0 means dead units or
+    vanishing gradients, ever wider tails mean exploding ones. Returns the figure."""
+    layers = [(i, layer) for i, layer in enumerate(getattr(net, "net", net).layers) if layer.params]
+    if not layers:
+        raise ValueError("plot_weight_histograms: the net has no parameters yet (lazy layers are "
+                         "built on the first forward); train or predict once first")
+    fig, axes = _pyplot().subplots(len(layers), 2, figsize=(9, 2.2 * len(layers)), squeeze=False)
+    for row, (i, layer) in zip(axes, layers):
+        for ax, source, what in ((row[0], layer.params, "parameters"),
+                                 (row[1], layer.grads, "gradients")):
+            values = np.concatenate([np.ravel(v) for v in source.values()]).astype(np.float64)
+            values = values[np.isfinite(values)]
+            ax.hist(values, bins=bins, color="#1f77b4" if what == "parameters" else "#ff7f0e")
+            ax.set_title(f"layer {i} {type(layer).__name__} {what} · std {values.std():.2g}",
+                         fontsize=9)
+            ax.tick_params(labelsize=8)
+    axes[-1][0].set_xlabel("value")
+    axes[-1][1].set_xlabel("value")
+    fig.tight_layout()
+    return fig
+
+
+# ============================================================================ LR range test
+def draw_lr_range_test(ax, result, current_lr=None):
+    """Loss against learning rate (log axis) with the suggested rate marked."""
+    if result is None:
+        ax.text(0.5, 0.5, "no range test yet", ha="center", va="center", transform=ax.transAxes,
+                color="0.5")
+    else:
+        ax.plot(result.lrs, result.losses, color="#1f77b4", label="smoothed loss")
+        ax.axvline(result.suggestion, color="#2ca02c", linestyle="--",
+                   label=f"suggested {result.suggestion:.1e}")
+        ax.axvline(result.min_loss_lr, color="0.6", linestyle=":",
+                   label=f"lowest loss {result.min_loss_lr:.1e}")
+        finite = np.asarray(result.losses)[np.isfinite(result.losses)]
+        if len(finite):
+            top = min(finite.max(), 2.5 * finite[0] if finite[0] > 0 else finite.max())
+            ax.set_ylim(finite.min() - 0.05 * abs(finite.min()), top * 1.05)
+    if current_lr is not None:
+        ax.axvline(current_lr, color="#d62728", linewidth=1.2, label=f"slider {current_lr:.1e}")
+    ax.set_xscale("log")
+    ax.set_xlabel("learning rate")
+    ax.set_ylabel("loss")
+    ax.set_title("learning-rate range test")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7, loc="upper left")
+
+
+def plot_lr_range_test(result, ax=None):
+    """The curve of ``tinynn.widgets.lr_range_test``: loss while the learning rate grows
+    exponentially, with the suggested rate. Returns the figure."""
+    fig, ax = _new_axes(ax, (5.5, 3.6))
+    draw_lr_range_test(ax, result)
+    return fig
+
+
+# ============================================================================ live plots
+def _display_handle(fig):
+    """Show ``fig`` in the running Jupyter kernel and return its display handle, or None when
+    there is no kernel (a script, a terminal, a test)."""
+    try:
+        from IPython import get_ipython
+        from IPython.display import display
+    except ImportError:
+        return None
+    shell = get_ipython()
+    if shell is None or getattr(shell, "kernel", None) is None:
+        return None
+    return display(fig, display_id=True)
+
+
+class _LiveFigure(Callback):
+    """A figure redrawn in place while ``Model.fit`` runs.
+
+    It redraws every ``every`` steps, but at most once per ``min_interval`` seconds and never
+    spending more than about a fifth of the time on drawing (a PNG costs tens of milliseconds:
+    fast steps would otherwise mostly draw), and always at the end of each epoch and of training.
+    ``min_interval=0`` draws every ``every`` steps, whatever it costs."""
+
+    figsize = (9, 3.4)
+
+    def __init__(self, every=10, min_interval=0.25):
+        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+            raise ValueError(f"{type(self).__name__}: every must be a positive integer, got {every!r}")
+        _pyplot()  # fail now, with matplotlib's own message, if it is not installed
+        self.every, self.min_interval = every, min_interval
+        self.figure = self.handle = None
+        self.updates = 0
+
+    def on_train_begin(self, model):
+        plt = _pyplot()
+        self.figure = plt.figure(figsize=self.figsize)
+        plt.close(self.figure)  # pyplot forgets it: only our display handle ever shows it
+        self.setup(self.figure)
+        self.epoch_steps = []
+        self._last, self._gap = time.monotonic(), self.min_interval
+        self.draw(model)
+        self.handle = _display_handle(self.figure)
+
+    def on_batch_end(self, model, step, logs):
+        if step % self.every == 0 and time.monotonic() - self._last >= self._gap:
+            self._update(model)
+
+    def on_epoch_end(self, model, epoch, logs):
+        self.epoch_steps.append(len(model.history["step_loss"]))
+        self._update(model)
+
+    def on_train_end(self, model, history):
+        self._update(model)
+
+    def _update(self, model):
+        start = time.monotonic()
+        for ax in self.figure.axes:
+            ax.clear()
+        self.draw(model)
+        if self.handle is not None:
+            self.handle.update(self.figure)
+        self.updates += 1
+        self._last = time.monotonic()
+        if self.min_interval:
+            self._gap = max(self.min_interval, 4 * (self._last - start))
+
+    def setup(self, fig):
+        raise NotImplementedError
+
+    def draw(self, model):
+        raise NotImplementedError
+
+
+def _finite(values):
+    values = np.asarray(values, dtype=np.float64)
+    return np.where(np.isfinite(values), values, np.nan)
+
+
+class LivePlot(_LiveFigure):
+    """Live training curves for ``Model.fit``::
+
+        model.fit(x, y, epochs=5, validation=(xv, yv), callbacks=[LivePlot(("loss", "accuracy"))])
+
+    One panel per metric. The loss panel shows the loss of every step (pale) and each epoch's
+    mean training loss and validation loss against the step number; other metrics (accuracy)
+    are per epoch, training and validation. ``log_scale=True`` puts the loss on a log axis,
+    where the late, slow progress stays visible."""
+
+    def __init__(self, metrics=("loss",), every=10, log_scale=False, min_interval=0.25):
+        super().__init__(every, min_interval)
+        self.metrics = (metrics,) if isinstance(metrics, str) else tuple(metrics)
+        self.log_scale = log_scale
+        self.figsize = (4.6 * len(self.metrics) + 0.6, 3.4)
+
+    def setup(self, fig):
+        fig.subplots(1, len(self.metrics), squeeze=False)
+        fig.subplots_adjust(left=0.1 / len(self.metrics), right=0.98, bottom=0.15, top=0.86,
+                            wspace=0.25)
+
+    def draw(self, model):
+        history = model.history
+        for ax, name in zip(self.figure.axes, self.metrics):
+            if name == "loss":
+                self._draw_loss(ax, history)
+            else:
+                self._draw_epoch_metric(ax, history, name)
+        steps = len(history["step_loss"])
+        last = history["step_loss"][-1] if steps else float("nan")
+        status = f"epoch {len(self.epoch_steps)} done · step {steps} · loss {last:.4f}"
+        if history.get("stopped"):
+            status += f" · {history['stopped']}"
+        self.figure.suptitle(status, fontsize=10)
+
+    def _draw_loss(self, ax, history):
+        steps = np.arange(1, len(history["step_loss"]) + 1)
+        ax.plot(steps, _finite(history["step_loss"]), color="#1f77b4", alpha=0.35, linewidth=0.8,
+                label="train (each step)")
+        ends = self.epoch_steps[:len(history["loss"])]
+        if ends:
+            ax.plot(ends, history["loss"][:len(ends)], "o-", color="#1f77b4", label="train (epoch)")
+        if history.get("val_loss"):
+            ax.plot(ends, history["val_loss"][:len(ends)], "s-", color="#ff7f0e", label="validation")
+        if self.log_scale:
+            ax.set_yscale("log")
+        ax.set_xlabel("step")
+        ax.set_ylabel("loss")
+        ax.legend(fontsize=8, loc="upper right")
+
+    def _draw_epoch_metric(self, ax, history, name):
+        for key, style, colour, label in ((name, "o-", "#1f77b4", "train"),
+                                          (f"val_{name}", "s-", "#ff7f0e", "validation")):
+            values = history.get(key) or []
+            if values:
+                ax.plot(range(1, len(values) + 1), values, style, color=colour, label=label)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(name)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8, loc="lower right")
+
+
+class LiveDecisionBoundary(_LiveFigure):
+    """Watch a classifier on 2-D data learn: its decision regions (left) and the loss (right),
+    redrawn in place while ``Model.fit`` runs::
+
+        model.fit(x, y, epochs=200, callbacks=[LiveDecisionBoundary(x, y, every=25)])
+    """
+
+    figsize = (9, 4)
+
+    def __init__(self, x, y, every=25, min_interval=0.25, resolution=80):
+        super().__init__(every, min_interval)
+        self.x, self.y, self.resolution = np.asarray(x), np.asarray(y), resolution
+
+    def setup(self, fig):
+        fig.subplots(1, 2, gridspec_kw={"width_ratios": [1.1, 1]})
+        fig.subplots_adjust(left=0.07, right=0.98, bottom=0.13, top=0.91, wspace=0.22)
+
+    def draw(self, model):
+        boundary, loss = self.figure.axes
+        draw_decision_boundary(boundary, model, self.x, self.y, self.resolution)
+        accuracy = np.mean(_predicted(model, self.x) == as_labels(self.y))
+        boundary.set_title(f"decision regions · accuracy {accuracy:.3f}")
+        step_loss = model.history["step_loss"]
+        loss.plot(np.arange(1, len(step_loss) + 1), _finite(step_loss), color="#1f77b4")
+        loss.set_xlabel("step")
+        loss.set_ylabel("training loss")
+        loss.set_title(f"step {len(step_loss)}")

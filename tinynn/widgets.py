@@ -1,0 +1,798 @@
+"""Dashboards for experimenting by hand: the learning-rate lab and a 2-D playground.
+
+``LearningRateLab(x, y, validation=(xv, yv))`` trains a small MLP with the learning rate, optimizer,
+schedule, batch size, epochs and hidden layers you pick; every run's loss curve stays on the plot
+(faded) so runs can be compared, and a *learning-rate range test* suggests a good rate.
+``Playground()`` is a TensorFlow-Playground-like panel: a 2-D data set, a net, and its decision
+regions redrawn while it learns.
+
+Both train in a background thread, so the notebook stays responsive and **Stop** really stops a run
+(it sets ``model.stop_training``; the run ends after the current step, with consistent weights).
+From code, ``lab.train(wait=True)`` runs in the calling thread and returns when done: that is how
+the notebooks and tests use them. The widgets themselves are attributes (``lab.lr_slider``,
+``lab.train_button``, ...), so ``lab.lr_slider.value = 0.01`` or ``lab.train_button.click()`` does
+exactly what the mouse would.
+
+ipywidgets and matplotlib are imported only when a dashboard is built; ``lr_range_test`` needs
+neither.
+"""
+import dataclasses
+import io
+import math
+import sys
+import threading
+import time
+import warnings
+
+import numpy as np
+
+from . import optimizers as optim
+from .batches import BatchIterator
+from .data import circles, moons, spirals
+from .errors import ConfigError
+from .layers import GELU, Dense, Flatten, LeakyReLU, ReLU, Sigmoid, Tanh
+from .losses import MSE, SoftmaxCrossEntropy
+from .model import Callback, Model
+from .net import Net
+from .random import seed as seed_everything
+
+ACTIVATIONS = {"relu": ReLU, "tanh": Tanh, "sigmoid": Sigmoid, "leaky_relu": LeakyReLU, "gelu": GELU}
+OPTIMIZER_NAMES = ("sgd", "momentum", "rmsprop", "adam")
+SCHEDULES = ("constant", "step decay", "cosine", "warm-up + cosine")
+DATASETS = {"spirals": spirals, "moons": moons, "circles": circles}
+FRAME_INTERVAL = 0.3     # seconds between redrawn plots while training
+PROGRESS_INTERVAL = 0.2  # seconds between progress-bar and status updates
+
+
+# ============================================================================ building blocks
+def build_mlp(hidden, activation="relu", n_outputs=10, flatten=False):
+    """Dense(h) + activation for each size h in ``hidden``, then Dense(n_outputs)."""
+    if activation not in ACTIVATIONS:
+        raise ConfigError(f"unknown activation {activation!r}; expected one of {sorted(ACTIVATIONS)}")
+    layers = [Flatten()] if flatten else []
+    for units in hidden:
+        layers += [Dense(units), ACTIVATIONS[activation]()]
+    return Net(layers + [Dense(n_outputs)])
+
+
+def make_schedule(name, lr, total_steps):
+    """The learning rate for a run of ``total_steps`` steps peaking at ``lr``: a constant, a step
+    decay (÷10 after each third), a cosine decay to 0, or a 10 % linear warm-up then cosine."""
+    total_steps = max(int(total_steps), 1)
+    if name == "constant":
+        return lr
+    if name == "step decay":
+        return optim.StepDecay(lr, step_size=max(total_steps // 3, 1), gamma=0.1)
+    if name == "cosine":
+        return optim.CosineDecay(lr, total_steps)
+    if name == "warm-up + cosine":
+        warmup = max(total_steps // 10, 1)
+        return optim.WarmUp(optim.CosineDecay(lr, max(total_steps - warmup, 1)), warmup)
+    raise ConfigError(f"unknown schedule {name!r}; expected one of {list(SCHEDULES)}")
+
+
+def parse_hidden(text):
+    """'128, 64' → (128, 64); '' → () (no hidden layer: a linear model)."""
+    parts = [p for p in str(text).replace(";", ",").replace(" ", ",").split(",") if p]
+    try:
+        sizes = tuple(int(p) for p in parts)
+    except ValueError:
+        sizes = ()
+        parts = None
+    if parts is None or any(s < 1 for s in sizes):
+        raise ConfigError(f"hidden layers: expected positive whole numbers separated by commas, "
+                          f"like '128, 64'; got {text!r}")
+    return sizes
+
+
+def _smooth(values, beta=0.9):
+    """Exponential moving average with bias correction, stopping at the first non-finite value."""
+    out, avg = [], 0.0
+    for i, v in enumerate(values):
+        if not math.isfinite(v):
+            break
+        avg = beta * avg + (1 - beta) * v
+        out.append(avg / (1 - beta ** (i + 1)))
+    return np.array(out)
+
+
+def _widgets():
+    import ipywidgets  # lazy: only dashboards need it
+    return ipywidgets
+
+
+# ============================================================================ range test
+@dataclasses.dataclass
+class RangeTestResult:
+    """What ``lr_range_test`` measured: the learning rate and smoothed loss at every step."""
+    lrs: np.ndarray
+    losses: np.ndarray
+    suggestion: float
+    min_loss_lr: float
+    steepest_lr: float
+    stopped: str
+
+    def __str__(self):
+        return (f"suggested learning rate {self.suggestion:.1e}: a tenth of {self.min_loss_lr:.1e}, "
+                f"where the smoothed loss was lowest (steepest descent at {self.steepest_lr:.1e}; "
+                f"{len(self.lrs)} steps, ended because {self.stopped})")
+
+    def plot(self, ax=None):
+        from .viz import plot_lr_range_test
+        return plot_lr_range_test(self, ax)
+
+
+def lr_range_test(model, x, y, start_lr=1e-6, end_lr=10.0, num_steps=200, batch_size=64, seed=0,
+                  smoothing=0.98, diverge_factor=4.0, on_step=None, progress=False):
+    """Leslie Smith's learning-rate range test (2015): train for ``num_steps`` steps while the
+    learning rate grows exponentially from ``start_lr`` to ``end_lr``, and watch the loss.
+
+    Too small a rate barely moves the loss; at some point it starts to fall fast; too large a rate
+    makes it climb and explode. The test stops once the smoothed loss exceeds ``diverge_factor``
+    times its minimum. Suggested rate: a tenth of the rate at the lowest loss (at the minimum the
+    rate is already too large for stable training). The model's weights and optimizer state are
+    restored afterwards, so the test leaves it as it found it.
+
+    ``on_step(step, lr, smoothed_loss)`` is called after every step; setting
+    ``model.stop_training = True`` ends the test early.
+    """
+    if not 0 < start_lr < end_lr or num_steps < 2:
+        raise ConfigError(f"lr_range_test: need 0 < start_lr < end_lr and num_steps >= 2, got "
+                          f"{start_lr!r}, {end_lr!r}, {num_steps!r}")
+    params = model.net.params
+    x = np.asarray(x, dtype=params[0].dtype if params else model.dtype)
+    model.net.forward(x[:1], training=False)  # builds lazy layers, so there is something to restore
+    snapshot, opt = model.net.get_params(), model.optimizer
+    saved_lr, saved_schedule = opt.lr, opt.schedule
+    opt.schedule = None
+    opt.reset()
+    model.stop_training = False
+    planned = start_lr * (end_lr / start_lr) ** (np.arange(num_steps) / (num_steps - 1))
+    lrs, losses, average, best = [], [], 0.0, math.inf
+    stopped = "it reached the largest learning rate"
+    batches = _endless(BatchIterator(x, y, batch_size, shuffle=True, seed=seed))
+    steps = planned
+    if progress:
+        from tqdm.auto import tqdm
+        steps = tqdm(planned, desc="range test", unit="step")
+    try:
+        with np.errstate(all="ignore"):
+            for i, lr in enumerate(steps):
+                opt.lr = float(lr)
+                loss = model.train_step(*next(batches))
+                if not math.isfinite(loss):
+                    stopped = f"the loss became non-finite at {lr:.1e}"
+                    break
+                average = smoothing * average + (1 - smoothing) * loss
+                smoothed = average / (1 - smoothing ** (i + 1))
+                lrs.append(float(lr))
+                losses.append(smoothed)
+                best = min(best, smoothed)
+                if on_step is not None:
+                    on_step(i + 1, float(lr), smoothed)
+                if smoothed > diverge_factor * best:
+                    stopped = f"the loss exploded at {lr:.1e}"
+                    break
+                if model.stop_training:
+                    stopped = "it was stopped"
+                    break
+    finally:
+        model.net.set_params(snapshot)
+        opt.reset()
+        opt.schedule, opt.lr = saved_schedule, saved_lr
+        model.stop_training = False
+        if progress:
+            steps.close()
+    return _range_result(np.array(lrs), np.array(losses), stopped)
+
+
+def _endless(batches):
+    while True:
+        yield from batches
+
+
+def _range_result(lrs, losses, stopped):
+    if len(losses) == 0:
+        raise ConfigError(f"lr_range_test: no step had a finite loss ({stopped}); lower start_lr")
+    lowest = int(np.argmin(losses))
+    skip = len(losses) // 10  # the first steps' average is still mostly noise
+    if lowest - skip >= 2:
+        slope = np.gradient(losses[skip:lowest + 1], np.log(lrs[skip:lowest + 1]))
+        steepest = float(lrs[skip + int(np.argmin(slope))])
+    else:
+        steepest = float(lrs[lowest])
+    return RangeTestResult(lrs, losses, suggestion=float(lrs[lowest]) / 10,
+                           min_loss_lr=float(lrs[lowest]), steepest_lr=steepest, stopped=stopped)
+
+
+# ============================================================================ dashboard base
+class _Dashboard:
+    """What both dashboards share: a training thread, Stop, the progress bar, the status line
+    and the plot (an ipywidgets.Image holding a PNG, replaced as training goes)."""
+
+    css_class = "tinynn-dashboard"
+
+    def __init__(self):
+        w = _widgets()
+        self._stop = threading.Event()
+        self._draw_lock = threading.Lock()
+        self._thread = None
+        self.model = self._active = self.live_history = None
+        self._last_frame = self._last_progress = 0.0
+        self._frame_gap = FRAME_INTERVAL
+        self.error = None
+        self.stop_button = w.Button(description="Stop", icon="stop", button_style="danger",
+                                    disabled=True, tooltip="end the run after the current step")
+        self.progress = w.IntProgress(value=0, min=0, max=1, description="progress",
+                                      layout=w.Layout(width="320px"))
+        self.status = w.HTML("ready")
+        self.plot = w.Image(format="png", layout=w.Layout(max_width="100%"))
+        self.plot.add_class("tinynn-plot")
+        self.stop_button.on_click(lambda _: self.stop())
+
+    # ------------------------------------------------------------------ display
+    def _repr_mimebundle_(self, **kwargs):
+        return self.widget._repr_mimebundle_(**kwargs)
+
+    def show(self):
+        """Display the current plot as a plain, static image (it stays visible in a saved
+        notebook or on GitHub, where widgets do not render)."""
+        from IPython.display import Image, display
+        display(Image(data=self._png()))
+
+    def _png(self):
+        with self._draw_lock:
+            buffer = io.BytesIO()
+            self.figure().savefig(buffer, format="png")
+        return buffer.getvalue()
+
+    def _redraw(self):
+        start = time.monotonic()
+        self.plot.value = self._png()
+        self._last_frame = time.monotonic()
+        # drawing may take at most ~1/5 of the time: a slow machine gets fewer frames, not a
+        # slower training run
+        self._frame_gap = max(FRAME_INTERVAL, 4 * (self._last_frame - start))
+
+    def _say(self, text):
+        self.status.value = text
+
+    # ------------------------------------------------------------------ running
+    @property
+    def running(self):
+        return self._thread is not None and self._thread.is_alive()
+
+    def stop(self):
+        """Ask the current run to end after its current step."""
+        self._stop.set()
+        if self._active is not None:
+            self._active.stop_training = True
+
+    def wait(self, timeout=None):
+        """Block until a background run ends; True if nothing is running any more."""
+        if self._thread is not None:
+            self._thread.join(timeout)
+        return not self.running
+
+    def _start(self, job, wait):
+        """Run ``job()`` here (wait=True, returns its result) or in a background thread."""
+        self._stop.clear()
+        self.error = None
+        self._set_busy(True)
+        if not wait:
+            self._thread = threading.Thread(target=self._background, args=(job,), daemon=True,
+                                            name=f"tinynn-{type(self).__name__}")
+            self._thread.start()
+            return None
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                result = job()
+        finally:
+            self._set_busy(False)
+        # each warning once, without a file path, so notebook outputs stay reproducible
+        for text in dict.fromkeys(f"{w.category.__name__}: {w.message}" for w in caught):
+            print(text, file=sys.stderr)
+        return result
+
+    def _background(self, job):
+        try:
+            job()
+        except Exception as e:  # a dashboard must survive anything: report it on screen
+            self.error = e
+            self._say(f"<b>error</b>: {type(e).__name__}: {e}")
+        finally:
+            self._set_busy(False)
+
+    def _set_busy(self, busy):
+        for control in self._controls():
+            control.disabled = busy
+        self.stop_button.disabled = not busy
+
+    def _tick(self, step, describe):
+        """Called after every step: move the progress bar and redraw now and then."""
+        now = time.monotonic()
+        if now - self._last_progress >= PROGRESS_INTERVAL:
+            self.progress.value = min(step, self.progress.max)
+            self._say(describe())
+            self._last_progress = now
+        if now - self._last_frame >= self._frame_gap:
+            self._redraw()
+
+
+class _Live(Callback):
+    """Connects ``Model.fit`` to a dashboard: Stop requests, progress and live redraws."""
+
+    def __init__(self, dashboard, describe, run=None):
+        self.dashboard, self.describe, self.run = dashboard, describe, run
+
+    def on_train_begin(self, model):
+        self.dashboard.live_history = model.history
+        if self.run is not None:
+            self.run.history = model.history
+
+    def on_batch_end(self, model, step, logs):
+        if self.dashboard._stop.is_set():
+            model.stop_training = True
+            if self.run is not None:
+                self.run.stopped_by_user = True
+        self.dashboard._tick(step, self.describe)
+
+
+# ============================================================================ learning-rate lab
+@dataclasses.dataclass
+class Run:
+    """One press of Train: its settings, its model and its history (filled in as it trains)."""
+    number: int
+    settings: dict
+    planned_steps: int
+    model: Model = dataclasses.field(repr=False)
+    history: dict = dataclasses.field(default=None, repr=False)
+    stopped_by_user: bool = False
+
+    @property
+    def steps(self):
+        return len(self.history["step_loss"]) if self.history else 0
+
+    @property
+    def diverged(self):
+        return bool(self.history and str(self.history.get("stopped") or "").startswith("diverged"))
+
+    @property
+    def label(self):
+        s = self.settings
+        schedule = "" if s["schedule"] == "constant" else f" {s['schedule']}"
+        return f"{self.number}: {s['optimizer']} {s['lr']:.1e}{schedule} bs {s['batch_size']}"
+
+    def summary(self):
+        """One line: settings and where the run ended (numbers rounded for stable output)."""
+        s, h = self.settings, self.history or {}
+        text = (f"run {self.number}: {s['optimizer']} lr={s['lr']:.1e} ({s['schedule']}), "
+                f"batch {s['batch_size']}, hidden {list(s['hidden'])}")
+        if self.diverged:
+            return f"{text} — {h['stopped']}"
+        parts = [f"{key} {h[key][-1]:.3f}" for key in ("loss", "val_loss", "val_accuracy")
+                 if h.get(key)]
+        text += f" — after {len(h.get('loss', []))} epochs: " + ", ".join(parts)
+        if self.stopped_by_user:
+            text += f" (stopped after {self.steps} of {self.planned_steps} steps)"
+        return text
+
+    __str__ = summary
+
+
+class LearningRateLab(_Dashboard):
+    """Train a small MLP on (x, y) again and again with different learning rates and compare.
+
+    Each press of **Train** starts a *fresh* model from the same initial weights (seeded), so the
+    runs differ only in the settings you changed. The learning-rate slider also acts *during* a
+    run (try lowering it when the loss starts to bounce). **Reset** draws new initial weights and
+    clears the runs. **LR range test** sweeps the rate exponentially and suggests one; **Use
+    suggestion** moves the slider there. Every run is kept in ``lab.runs`` (settings, history,
+    model), the latest model is ``lab.model``.
+    """
+
+    css_class = "tinynn-lr-lab"
+
+    def __init__(self, x, y, validation=None, hidden=(64,), activation="relu", optimizer="adam",
+                 lr=1e-3, batch_size=64, epochs=3, schedule="constant", seed=0,
+                 lr_range=(1e-5, 10.0), range_test_steps=200):
+        super().__init__()
+        w = _widgets()
+        x = np.asarray(x)
+        self.x = x if x.dtype.kind == "f" else x.astype(np.float32)
+        self.y, self.validation = np.asarray(y), validation
+        self.activation, self.seed, self.range_test_steps = activation, seed, range_test_steps
+        self.runs, self.range_result = [], None
+        wide = {"description_width": "initial"}
+        lo, hi = math.log10(lr_range[0]), math.log10(lr_range[1])
+        self.lr_slider = w.FloatLogSlider(value=lr, base=10, min=lo, max=hi, step=0.05,
+                                          description="learning rate", readout_format=".1e",
+                                          continuous_update=False, style=wide,
+                                          layout=w.Layout(width="430px"))
+        self.lr_slider.add_class("tinynn-lr-slider")
+        self.optimizer_menu = w.Dropdown(options=OPTIMIZER_NAMES, value=optimizer,
+                                         description="optimizer", layout=w.Layout(width="200px"))
+        self.schedule_menu = w.Dropdown(options=SCHEDULES, value=schedule, description="schedule",
+                                        layout=w.Layout(width="250px"))
+        self.batch_size_menu = w.Dropdown(options=sorted({16, 32, 64, 128, 256, batch_size}),
+                                          value=batch_size, description="batch size", style=wide,
+                                          layout=w.Layout(width="160px"))
+        self.epochs_slider = w.IntSlider(value=epochs, min=1, max=max(30, epochs),
+                                         description="epochs", continuous_update=False,
+                                         layout=w.Layout(width="300px"))
+        self.hidden_text = w.Text(value=", ".join(map(str, hidden)), description="hidden layers",
+                                  placeholder="e.g. 128, 64", continuous_update=False, style=wide,
+                                  layout=w.Layout(width="230px"))
+        self.train_button = w.Button(description="Train", icon="play", button_style="primary")
+        self.reset_button = w.Button(description="Reset", icon="refresh",
+                                     tooltip="new initial weights; forget all runs")
+        self.range_button = w.Button(description="LR range test", icon="search",
+                                     tooltip="sweep the learning rate and suggest one")
+        self.use_button = w.Button(description="Use suggestion", disabled=True)
+        self.suggestion_label = w.HTML("")
+        self.train_button.on_click(lambda _: self.train())
+        self.reset_button.on_click(lambda _: self.reset())
+        self.range_button.on_click(lambda _: self.range_test())
+        self.use_button.on_click(lambda _: self.use_suggestion())
+        self.lr_slider.observe(self._on_lr, names="value")
+        self.widget = w.VBox([
+            w.HBox([self.lr_slider, self.optimizer_menu, self.schedule_menu]),
+            w.HBox([self.batch_size_menu, self.epochs_slider, self.hidden_text]),
+            w.HBox([self.train_button, self.stop_button, self.reset_button, self.range_button,
+                    self.use_button]),
+            w.HBox([self.progress, self.status]),
+            self.suggestion_label,
+            self.plot,
+        ]).add_class(self.css_class)
+        self.model = self._build_model(self.settings())
+        self._redraw()
+
+    # ------------------------------------------------------------------ settings
+    def settings(self):
+        """The settings the widgets show now, as a dict."""
+        return {"optimizer": self.optimizer_menu.value, "lr": float(self.lr_slider.value),
+                "schedule": self.schedule_menu.value, "batch_size": int(self.batch_size_menu.value),
+                "epochs": int(self.epochs_slider.value), "hidden": parse_hidden(self.hidden_text.value),
+                "activation": self.activation}
+
+    def configure(self, lr=None, optimizer=None, schedule=None, batch_size=None, epochs=None,
+                  hidden=None):
+        """Set widgets from code (exactly as if you moved them); None leaves a setting alone."""
+        if lr is not None:
+            lo, hi = 10 ** self.lr_slider.min, 10 ** self.lr_slider.max
+            if not lo * 0.999 <= lr <= hi * 1.001:
+                raise ConfigError(f"learning rate {lr!r} is outside the slider's range "
+                                  f"[{lo:g}, {hi:g}]; build the lab with lr_range=(…)")
+            self.lr_slider.value = lr
+        if optimizer is not None:
+            self.optimizer_menu.value = optimizer
+        if schedule is not None:
+            self.schedule_menu.value = schedule
+        if batch_size is not None:
+            if batch_size not in self.batch_size_menu.options:
+                self.batch_size_menu.options = sorted({*self.batch_size_menu.options, batch_size})
+            self.batch_size_menu.value = batch_size
+        if epochs is not None:
+            self.epochs_slider.max = max(self.epochs_slider.max, epochs)
+            self.epochs_slider.value = epochs
+        if hidden is not None:
+            self.hidden_text.value = ", ".join(map(str, hidden))
+        return self
+
+    def _controls(self):
+        return [self.train_button, self.reset_button, self.range_button, self.optimizer_menu,
+                self.schedule_menu, self.batch_size_menu, self.epochs_slider, self.hidden_text]
+
+    def _steps_per_epoch(self, batch_size):
+        return -(-len(self.x) // batch_size)
+
+    def _build_model(self, settings, constant_lr=False):
+        """A fresh model with the lab's initial weights (same seed → same weights)."""
+        seed_everything(self.seed)
+        classify = self.y.dtype.kind in "iu"
+        outputs = int(self.y.max()) + 1 if classify else int(np.prod(self.y.shape[1:]) or 1)
+        net = build_mlp(settings["hidden"], settings["activation"], outputs, flatten=self.x.ndim > 2)
+        net.forward(self.x[:1], training=False)
+        total = settings["epochs"] * self._steps_per_epoch(settings["batch_size"])
+        lr = settings["lr"] if constant_lr else make_schedule(settings["schedule"], settings["lr"], total)
+        return Model(net, SoftmaxCrossEntropy() if classify else MSE(),
+                     optim.get(settings["optimizer"], lr=lr))
+
+    def _on_lr(self, change):
+        """The slider acts at once, even in the middle of a run (unless a schedule sets the rate)."""
+        if self.model is not None and self.model.optimizer.schedule is None:
+            self.model.optimizer.lr = change["new"]
+        if not self.running:
+            self._redraw()
+
+    # ------------------------------------------------------------------ actions
+    def train(self, wait=False):
+        """Start a run with the current settings; with ``wait=True`` train here and return the
+        finished Run, otherwise train in the background (``lab.wait()`` joins it)."""
+        if self.running:
+            self._say("already running: press Stop first")
+            return None
+        try:
+            settings = self.settings()
+        except ConfigError as e:
+            self._say(f"<b>error</b>: {e}")
+            if wait:
+                raise
+            return None
+        model = self._build_model(settings)
+        self.model = self._active = model
+        run = Run(len(self.runs) + 1, settings,
+                  settings["epochs"] * self._steps_per_epoch(settings["batch_size"]), model)
+        self.runs.append(run)
+        self.progress.max, self.progress.value = run.planned_steps, 0
+        self._say(f"run {run.number}: training…")
+
+        def describe():
+            last = run.history["step_loss"][-1] if run.steps else float("nan")
+            return (f"run {run.number}: step {run.steps}/{run.planned_steps} · loss {last:.4f} · "
+                    f"lr {model.optimizer.lr:.1e}")
+
+        def job():
+            model.fit(self.x, self.y, epochs=settings["epochs"], batch_size=settings["batch_size"],
+                      validation=self.validation, seed=self.seed, callbacks=[_Live(self, describe, run)])
+            self.progress.value = run.steps
+            self._redraw()
+            self._say(run.summary())
+            return run
+
+        return self._start(job, wait)
+
+    def range_test(self, wait=False, num_steps=None):
+        """Run the learning-rate range test on a fresh copy of the model (slider's range, the
+        chosen optimizer and batch size); the result is ``lab.range_result`` (also returned with
+        ``wait=True``) and its suggestion appears next to the buttons."""
+        if self.running:
+            self._say("already running: press Stop first")
+            return None
+        settings = self.settings()
+        model = self._build_model(settings, constant_lr=True)
+        num_steps = num_steps or self.range_test_steps
+        self._active = model
+        self.progress.max, self.progress.value = num_steps, 0
+        self._say("range test: running…")
+
+        def on_step(step, lr, loss):
+            if self._stop.is_set():
+                model.stop_training = True
+            self._tick(step, lambda: f"range test: step {step}/{num_steps} · lr {lr:.1e} · "
+                                     f"smoothed loss {loss:.4f}")
+
+        def job():
+            result = lr_range_test(model, self.x, self.y, 10 ** self.lr_slider.min,
+                                   10 ** self.lr_slider.max, num_steps, settings["batch_size"],
+                                   seed=self.seed, on_step=on_step)
+            self.range_result = result
+            self.use_button.disabled = False
+            self.suggestion_label.value = f"<b>{result}</b>"
+            self._redraw()
+            self._say(f"range test done: {len(result.lrs)} steps")
+            return result
+
+        return self._start(job, wait)
+
+    def use_suggestion(self):
+        """Move the slider to the range test's suggestion."""
+        if self.range_result is not None:
+            lo, hi = 10 ** self.lr_slider.min, 10 ** self.lr_slider.max
+            self.lr_slider.value = min(max(self.range_result.suggestion, lo), hi)
+
+    def reset(self):
+        """New initial weights (the next seed); forget every run and the range test."""
+        if self.running:
+            self.stop()
+            self.wait()
+        self.seed += 1
+        self.runs.clear()
+        self.range_result = None
+        self.use_button.disabled = True
+        self.suggestion_label.value = ""
+        self.progress.value = 0
+        self.model = self._build_model(self.settings())
+        self._say(f"new initial weights (seed {self.seed}); runs cleared")
+        self._redraw()
+
+    def _set_busy(self, busy):
+        super()._set_busy(busy)
+        self.use_button.disabled = busy or self.range_result is None
+
+    # ------------------------------------------------------------------ output
+    def table(self):
+        """Every run's summary, one per line."""
+        print("\n".join(run.summary() for run in self.runs) or "no runs yet")
+
+    def figure(self):
+        """The lab's picture as a matplotlib Figure (not managed by pyplot): training loss of
+        every run (earlier runs faded), the per-epoch metric, and the range test."""
+        from matplotlib.figure import Figure
+
+        from .viz import draw_lr_range_test
+        fig = Figure(figsize=(13, 3.6), dpi=80)
+        loss_ax, metric_ax, range_ax = fig.subplots(1, 3)
+        self._draw_losses(loss_ax)
+        self._draw_metric(metric_ax)
+        draw_lr_range_test(range_ax, self.range_result, current_lr=float(self.lr_slider.value))
+        fig.subplots_adjust(left=0.05, right=0.99, bottom=0.14, top=0.91, wspace=0.22)
+        return fig
+
+    def _run_style(self, run):
+        from .viz import CLASS_COLORS
+        latest = run is self.runs[-1]
+        return {"color": CLASS_COLORS[(run.number - 1) % len(CLASS_COLORS)],
+                "alpha": 1.0 if latest else 0.35, "linewidth": 2.0 if latest else 1.2}
+
+    def _draw_losses(self, ax):
+        top = 0.0
+        for run in self.runs:
+            curve = _smooth(run.history["step_loss"]) if run.history else np.array([])
+            if not len(curve):
+                continue
+            style = self._run_style(run)
+            ax.plot(np.arange(1, len(curve) + 1), curve, label=run.label, **style)
+            if run.diverged:
+                ax.plot(len(curve), curve[-1], "x", color=style["color"], markersize=9)
+            top = max(top, 1.5 * curve[0])
+        if top > 0:
+            ax.set_yscale("log")
+            ax.set_ylim(top=top)
+            ax.legend(*[h[-8:] for h in ax.get_legend_handles_labels()], fontsize=7, loc="lower left")
+        else:
+            ax.text(0.5, 0.5, "press Train", ha="center", va="center", transform=ax.transAxes,
+                    color="0.5")
+        ax.set_xlabel("step")
+        ax.set_ylabel("training loss (smoothed)")
+        ax.set_title("loss of every run (earlier runs faded)")
+
+    def _draw_metric(self, ax):
+        key = "val_accuracy" if self.validation is not None else "accuracy"
+        if self.y.dtype.kind not in "iu":
+            key = "val_loss" if self.validation is not None else "loss"
+        for run in self.runs:
+            values = (run.history or {}).get(key) or []
+            if values:
+                ax.plot(range(1, len(values) + 1), values, "o-", **self._run_style(run))
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(key.replace("_", " "))
+        ax.set_title(f"{key.replace('_', ' ')} per epoch")
+
+
+# ============================================================================ playground
+class Playground(_Dashboard):
+    """A TensorFlow-Playground-like panel: pick a 2-D data set, its noise, the hidden layers,
+    the activation and the learning rate, press Train and watch the decision regions form.
+
+    Train continues from the current weights (press it again to train longer); changing the
+    data or the architecture builds a new net; Reset draws new initial weights."""
+
+    css_class = "tinynn-playground"
+
+    def __init__(self, dataset="spirals", noise=0.2, n_samples=300, hidden=(16, 16),
+                 activation="tanh", optimizer="adam", lr=0.03, epochs=100, batch_size=32, seed=0):
+        super().__init__()
+        w = _widgets()
+        self.n_samples, self.optimizer_name, self.batch_size = n_samples, optimizer, batch_size
+        self.seed, self.losses = seed, []
+        wide = {"description_width": "initial"}
+        self.dataset_menu = w.Dropdown(options=list(DATASETS), value=dataset, description="data",
+                                       layout=w.Layout(width="180px"))
+        self.noise_slider = w.FloatSlider(value=noise, min=0.0, max=0.5, step=0.05,
+                                          description="noise", continuous_update=False)
+        self.hidden_text = w.Text(value=", ".join(map(str, hidden)), description="hidden layers",
+                                  continuous_update=False, style=wide, layout=w.Layout(width="230px"))
+        self.activation_menu = w.Dropdown(options=list(ACTIVATIONS), value=activation,
+                                          description="activation", style=wide,
+                                          layout=w.Layout(width="200px"))
+        self.lr_slider = w.FloatLogSlider(value=lr, base=10, min=-4, max=0.5, step=0.05,
+                                          description="learning rate", readout_format=".1e",
+                                          continuous_update=False, style=wide)
+        self.epochs_slider = w.IntSlider(value=epochs, min=10, max=max(1000, epochs), step=10,
+                                         description="epochs", continuous_update=False)
+        self.train_button = w.Button(description="Train", icon="play", button_style="primary")
+        self.reset_button = w.Button(description="Reset", icon="refresh")
+        self.train_button.on_click(lambda _: self.train())
+        self.reset_button.on_click(lambda _: self.reset())
+        for control in (self.dataset_menu, self.noise_slider, self.hidden_text, self.activation_menu):
+            control.observe(lambda _: self.rebuild(), names="value")
+        self.lr_slider.observe(self._on_lr, names="value")
+        self.widget = w.VBox([
+            w.HBox([self.dataset_menu, self.noise_slider, self.hidden_text, self.activation_menu]),
+            w.HBox([self.lr_slider, self.epochs_slider]),
+            w.HBox([self.train_button, self.stop_button, self.reset_button, self.progress]),
+            self.status,
+            self.plot,
+        ]).add_class(self.css_class)
+        self.rebuild()
+
+    def _controls(self):
+        return [self.train_button, self.reset_button, self.dataset_menu, self.noise_slider,
+                self.hidden_text, self.activation_menu, self.epochs_slider]
+
+    def rebuild(self):
+        """New data from the data set and noise widgets and a new net from the architecture
+        widgets (initial weights from ``self.seed``)."""
+        if self.running:
+            self._say("stop the run before changing the data or the net")
+            return
+        make = DATASETS[self.dataset_menu.value]
+        self.x, self.y = make(n_samples=self.n_samples, noise=self.noise_slider.value, seed=self.seed)
+        try:
+            hidden = parse_hidden(self.hidden_text.value)
+        except ConfigError as e:
+            self._say(f"<b>error</b>: {e}")
+            return
+        seed_everything(self.seed)
+        net = build_mlp(hidden, self.activation_menu.value, int(self.y.max()) + 1)
+        net.forward(self.x[:1], training=False)
+        self.model = self._active = Model(net, SoftmaxCrossEntropy(),
+                                          optim.get(self.optimizer_name, lr=float(self.lr_slider.value)))
+        self.losses = []
+        self.progress.value = 0
+        self._say(f"{self.dataset_menu.value}: {len(self.x)} points, net {list(hidden)} "
+                  f"{self.activation_menu.value}; press Train")
+        self._redraw()
+
+    def reset(self):
+        """New initial weights (the next seed) for the same data and architecture."""
+        if self.running:
+            self.stop()
+            self.wait()
+        self.seed += 1
+        self.rebuild()
+
+    def _on_lr(self, change):
+        if self.model is not None:
+            self.model.optimizer.lr = change["new"]
+
+    def accuracy(self):
+        return self.model.evaluate(self.x, self.y)["accuracy"]
+
+    def train(self, wait=False):
+        """Train the current net for the chosen number of epochs (continuing where it was)."""
+        if self.running or self.model is None:
+            return None
+        epochs, model = int(self.epochs_slider.value), self.model
+        self.progress.max = epochs * -(-len(self.x) // self.batch_size)
+        self.progress.value = 0
+        done_before = len(self.losses)
+
+        def describe():
+            last = model.history["step_loss"][-1] if model.history["step_loss"] else float("nan")
+            return f"step {done_before + len(model.history['step_loss'])} · loss {last:.4f}"
+
+        def job():
+            history = model.fit(self.x, self.y, epochs=epochs, batch_size=self.batch_size,
+                                seed=self.seed + done_before, callbacks=[_Live(self, describe)])
+            self.losses.extend(history["step_loss"])
+            self.live_history = None
+            self.progress.value = self.progress.max if not history["stopped"] else \
+                len(history["step_loss"])
+            ending = f" ({history['stopped']})" if history["stopped"] else ""
+            self._redraw()
+            self._say(f"{len(self.losses)} steps · loss {history['step_loss'][-1]:.4f} · "
+                      f"accuracy {self.accuracy():.3f}{ending}")
+            return history
+
+        return self._start(job, wait)
+
+    def figure(self):
+        """Decision regions (left) and the training loss of every step so far (right)."""
+        from matplotlib.figure import Figure
+
+        from .viz import draw_decision_boundary
+        fig = Figure(figsize=(10, 4.2), dpi=80)
+        boundary, loss = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1.1, 1]})
+        draw_decision_boundary(boundary, self.model, self.x, self.y, resolution=70)
+        boundary.set_title(f"{self.dataset_menu.value} · accuracy {self.accuracy():.3f}")
+        values = np.array(self.losses + list((self.live_history or {}).get("step_loss", [])))
+        loss.plot(np.arange(1, len(values) + 1), np.where(np.isfinite(values), values, np.nan),
+                  color="#1f77b4")
+        loss.set_xlabel("step")
+        loss.set_ylabel("training loss")
+        loss.set_title("loss")
+        fig.subplots_adjust(left=0.07, right=0.98, bottom=0.13, top=0.92, wspace=0.2)
+        return fig
