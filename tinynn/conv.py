@@ -1,0 +1,532 @@
+"""Convolutional layers: Conv2D, MaxPool2D, AvgPool2D, and BatchNorm.
+
+Images are channels-last
+------------------------
+An image batch is (batch, height, width, channels) — "NHWC", as in Keras/TensorFlow — everywhere
+in tinynn. Two reasons:
+
+* Dense works on the last axis, and so does a convolution's mixing of channels: Conv2D and
+  BatchNorm infer their input channels lazily from ``x.shape[-1]``, just as Dense infers its width.
+* With channels innermost, one receptive field is kh·kw runs of C neighbouring numbers, so im2col
+  is a strided *view* plus one copy, and the matrix product (pixels × filters) already *is* the
+  NHWC output: no transposes anywhere.
+
+Flat MNIST (N, 784) becomes images with ``x.reshape(-1, 28, 28, 1)``. Conv2D weights are
+(kh, kw, in_channels, filters) ("HWIO"), so the initializers see fan_in = kh·kw·in_channels.
+
+A convolution is one matrix product (im2col)
+--------------------------------------------
+With X̃ the zero-padded input, stride s and dilation d, a Conv2D computes
+
+    Y[n, y, x, f] = b[f] + Σ_{i, j, c} X̃[n, y·s + i·d, x·s + j·d, c] · W[i, j, c, f].
+
+Copy each receptive field into one row of a matrix ``cols``: row p = (n, y, x), column
+k = (i, j, c), ``cols[p, k] = X̃[n, y·s + i·d, x·s + j·d, c]`` (that is ``im2col``). Then, with
+W₂ = W reshaped to (kh·kw·C, F),
+
+    Y = cols @ W₂ + b          (N·Ho·Wo × kh·kw·C) @ (kh·kw·C × F) → (N·Ho·Wo × F) = NHWC.
+
+The backward pass, derived
+--------------------------
+It is Dense's backward applied to that product, plus one new step. Given G = dL/dY (rows p):
+
+    dL/dW₂ = colsᵀ G        — every place the filter was applied adds its contribution
+                              (weight sharing = a sum over batch *and* positions)
+    dL/db  = Σ_p G[p]
+    dL/dcols = G W₂ᵀ
+
+Each element of X̃ was copied into several rows (one per window covering it), and a copied value's
+gradient is the sum of its copies' gradients. So ``col2im`` adds every entry of dL/dcols back
+onto the pixel it came from:
+
+    dL/dX̃[n, y·s + i·d, x·s + j·d, c] += dL/dcols[(n, y, x), (i, j, c)]   for all y, x, i, j
+
+and dL/dX is dL/dX̃ with the padding cropped off. col2im is the transpose (adjoint) of im2col.
+Pooling follows the same pattern: max pooling sends each window's gradient to the element that
+won the max; average pooling shares it equally over the window.
+
+Speed (each trick is also commented where it is used)
+-----------------------------------------------------
+Everything stays in the input's dtype (float32 for training). No Python loop ever runs over
+pixels or samples: the only loops are over the kh·kw kernel offsets (or pool offsets), each
+iteration a whole-batch array operation. Small layers run their matrix products per sample,
+big ones as one product (whichever OpenBLAS runs fast, see ``_groups``); the im2col buffer is
+reused between steps and again for dL/dcols; dL/dcols is laid out offset-major so that col2im
+adds contiguous blocks; max pooling takes one strided slice per window offset.
+"""
+import numpy as np
+from numpy.lib.stride_tricks import as_strided
+
+from . import initializers
+from .errors import ConfigError, ShapeError
+from .layers import Layer
+
+PADDINGS = ("valid", "same")
+
+
+# ---------------------------------------------------------------- argument checking
+def _is_int(value):
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def _pair(value, what, layer, minimum=1):
+    """(a, b) from an int or a pair of ints >= minimum; ConfigError otherwise."""
+    pair = (value, value) if _is_int(value) else value
+    if not (isinstance(pair, (tuple, list)) and len(pair) == 2
+            and all(_is_int(v) and v >= minimum for v in pair)):
+        kind = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+        raise ConfigError(f"{layer}: {what} must be {kind} or a pair of them, got {value!r}")
+    return int(pair[0]), int(pair[1])
+
+
+def _compact(pair):
+    """3 for (3, 3), [3, 5] for (3, 5): the JSON-stable form used by config() (save/load)."""
+    return pair[0] if pair[0] == pair[1] else list(pair)
+
+
+def _check_images(layer, x):
+    if not isinstance(x, np.ndarray) or x.ndim != 4:
+        raise ShapeError(f"{layer!r}: expected images of shape (batch, height, width, channels), "
+                         f"got shape {np.shape(x)}; hint: channels-last, e.g. flat MNIST as "
+                         "x.reshape(-1, 28, 28, 1)")
+
+
+# ---------------------------------------------------------------- im2col and col2im
+def output_size(size, kernel, stride=1, dilation=1):
+    """Output length along one axis of a (padded) input of length ``size``: the number of
+    positions a kernel spanning dilation·(kernel − 1) + 1 pixels fits, stepping by ``stride``."""
+    return (size - dilation * (kernel - 1) - 1) // stride + 1
+
+
+def windows(x, kernel_size, stride=1, dilation=1):
+    """Every receptive field of ``x`` (N, H, W, C) as a read-only *view* of shape
+    (N, Ho, Wo, kh, kw, C): ``[n, y, x, i, j, c]`` is ``x[n, y·sh + i·dh, x·sw + j·dw, c]``.
+
+    No data is copied: the view walks x's memory with new strides (bytes per step along each
+    axis). Moving one output row down moves sh input rows; moving one kernel row moves dh."""
+    (kh, kw), (sh, sw), (dh, dw) = (_pair(kernel_size, "kernel_size", "windows"),
+                                    _pair(stride, "stride", "windows"),
+                                    _pair(dilation, "dilation", "windows"))
+    n, h, w, c = x.shape
+    ho, wo = output_size(h, kh, sh, dh), output_size(w, kw, sw, dw)
+    if ho < 1 or wo < 1:
+        raise ShapeError(f"windows: input {h}×{w} is smaller than the {kh}×{kw} kernel "
+                         f"(dilation {dh}×{dw})")
+    sn, sy, sx, sc = x.strides
+    return as_strided(x, (n, ho, wo, kh, kw, c), (sn, sy * sh, sx * sw, sy * dh, sx * dw, sc),
+                      writeable=False)
+
+
+def im2col(x, kernel_size, stride=1, dilation=1, out=None):
+    """Unfold the receptive fields of ``x`` (N, H, W, C; already padded) into the rows of a
+    matrix of shape (N·Ho·Wo, kh·kw·C), columns ordered (i, j, c) like ``w.reshape(-1, filters)``
+    for a weight w of shape (kh, kw, C, filters). ``out``: an array to write into (reused buffer)."""
+    view = windows(x, kernel_size, stride, dilation)
+    n, ho, wo, kh, kw, c = view.shape
+    if out is None:
+        out = np.empty((n * ho * wo, kh * kw * c), dtype=x.dtype)
+    rows = out.reshape(view.shape)
+    if kw * c >= wo:
+        np.copyto(rows, view)  # one copy; numpy moves runs of kw·C contiguous numbers
+    else:
+        # Few channels (the first layer, C = 1): runs of kw·C would be 1–3 numbers long, so
+        # copying whole kh·kw image planes (runs of Wo numbers) is several times faster.
+        for i in range(kh):
+            for j in range(kw):
+                rows[:, :, :, i, j] = view[:, :, :, i, j]
+    return out
+
+
+def col2im(cols, x_shape, kernel_size, stride=1, dilation=1):
+    """The adjoint of ``im2col``: add every entry of ``cols`` (N·Ho·Wo, kh·kw·C) back onto the
+    pixel of an (N, H, W, C) array it was copied from. Overlapping windows add up."""
+    n, h, w, c = x_shape
+    (kh, kw), (sh, sw), (dh, dw) = (_pair(kernel_size, "kernel_size", "col2im"),
+                                    _pair(stride, "stride", "col2im"),
+                                    _pair(dilation, "dilation", "col2im"))
+    ho, wo = output_size(h, kh, sh, dh), output_size(w, kw, sw, dw)
+    return _add_windows(cols.reshape(n, ho, wo, kh, kw, c), x_shape, (sh, sw), (dh, dw))
+
+
+def _add_windows(rows, x_shape, stride, dilation):
+    """col2im on a 6-D (N, Ho, Wo, kh, kw, C) array of any strides: one strided add per kernel
+    offset (i, j) — the kh·kw loop is the standard fast col2im, each add a whole-batch operation."""
+    n, ho, wo, kh, kw, c = rows.shape
+    (sh, sw), (dh, dw) = stride, dilation
+    dx = np.zeros(x_shape, dtype=rows.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            dx[:, i * dh:i * dh + sh * (ho - 1) + 1:sh, j * dw:j * dw + sw * (wo - 1) + 1:sw] += \
+                rows[:, :, :, i, j]
+    return dx
+
+
+def _channel_sum(a):
+    """Per-channel sums of a (N, ..., C) array over every axis but the last. Summing the samples
+    first (long contiguous rows), then the positions, is ~10× faster than one reduction over
+    N·H·W short rows of C numbers, and accumulates less rounding error."""
+    total = a.sum(axis=0)
+    return total.reshape(-1, a.shape[-1]).sum(axis=0) if a.ndim > 2 else total
+
+
+SMALL_PRODUCT = 1 << 20  # multiply-adds; see _groups
+
+
+def _groups(n, rows, inner, cols):
+    """How many matrix products to split a layer's (n·rows × inner) @ (inner × cols) into:
+    n — one per sample — when each is at most SMALL_PRODUCT multiply-adds, else 1.
+
+    Measured with OpenBLAS on 2 cores: a single tall, thin product (inner or cols of 9–32,
+    n·rows of 10⁵) runs up to 40× slower multithreaded than the same work as per-sample products,
+    which numpy loops over in C and OpenBLAS runs with its single-threaded small-matrix kernels.
+    Larger per-sample products would each be multithreaded and pay a thread synchronisation
+    per sample, so those layers use one big product instead."""
+    return n if rows * inner * cols <= SMALL_PRODUCT else 1
+
+
+# ---------------------------------------------------------------- Conv2D
+class Conv2D(Layer):
+    """2-D convolution (cross-correlation, as in every framework) over channels-last images.
+
+    ``Conv2D(filters, kernel_size, stride=1, padding="valid", dilation=1, init="he_normal",
+    bias=True)``; sizes are an int or an (h, w) pair. ``padding``: "valid" (none), "same"
+    (output size = ceil(input / stride), extra padding at the bottom/right when odd, as in
+    Keras), or an int / (h, w) pair of zeros added on each side. The input channels are inferred
+    on the first forward (or given as ``in_channels``). Parameters: ``w`` (kh, kw, C, filters),
+    ``b`` (filters,). See the module docstring for the im2col forward and the backward."""
+
+    def __init__(self, filters, kernel_size, stride=1, padding="valid", dilation=1,
+                 init="he_normal", bias=True, in_channels=None):
+        super().__init__()
+        if not _is_int(filters) or filters < 1:
+            raise ConfigError(f"Conv2D: filters must be a positive integer, got {filters!r}")
+        self.filters = int(filters)
+        self.kernel_size = _pair(kernel_size, "kernel_size", "Conv2D")
+        self.stride = _pair(stride, "stride", "Conv2D")
+        self.dilation = _pair(dilation, "dilation", "Conv2D")
+        if isinstance(padding, str):
+            if padding not in PADDINGS:
+                raise ConfigError(f"Conv2D: padding must be 'valid', 'same' or an integer >= 0, "
+                                  f"got {padding!r}")
+            self.padding = padding
+        else:
+            self.padding = _pair(padding, "padding", "Conv2D", minimum=0)
+        self.init = initializers.get(init)
+        self.bias = bool(bias)
+        self._pad_buffer = self._cols_buffer = self._cache = None
+        if in_channels is not None:
+            if not _is_int(in_channels) or in_channels < 1:
+                raise ConfigError(f"Conv2D: in_channels must be a positive integer, got "
+                                  f"{in_channels!r}")
+            self.build(int(in_channels), np.float32)
+
+    def build(self, in_channels, dtype):
+        """Create the parameters once the input channels (and dtype) are known."""
+        self.params["w"] = self.init(self.kernel_size + (in_channels, self.filters), dtype)
+        if self.bias:
+            self.params["b"] = np.zeros(self.filters, dtype=dtype)
+        self.grads = {name: np.zeros_like(p) for name, p in self.params.items()}
+
+    def _pads(self, h, w):
+        """((top, bottom), (left, right)) zero rows/columns to add for an h × w input."""
+        if self.padding == "valid":
+            return (0, 0), (0, 0)
+        if self.padding == "same":
+            pads = []
+            for size, k, s, d in zip((h, w), self.kernel_size, self.stride, self.dilation):
+                total = max((-(-size // s) - 1) * s + d * (k - 1) + 1 - size, 0)
+                pads.append((total // 2, total - total // 2))
+            return tuple(pads)
+        return (self.padding[0],) * 2, (self.padding[1],) * 2
+
+    def output_shape(self, input_shape):
+        """(N, Ho, Wo, filters) for an input of shape (N, H, W, C)."""
+        n, h, w, _ = input_shape
+        (top, bottom), (left, right) = self._pads(h, w)
+        return (n, output_size(h + top + bottom, self.kernel_size[0], self.stride[0], self.dilation[0]),
+                output_size(w + left + right, self.kernel_size[1], self.stride[1], self.dilation[1]),
+                self.filters)
+
+    def _check(self, x):
+        _check_images(self, x)
+        w = self.params.get("w")
+        if w is not None and (x.shape[3] != w.shape[2] or x.dtype != w.dtype):
+            raise ShapeError(f"{self!r}: expected images (batch, height, width, {w.shape[2]}) of "
+                             f"dtype {w.dtype}, got shape {x.shape} of dtype {x.dtype}")
+        _, ho, wo, _ = self.output_shape(x.shape)
+        if ho < 1 or wo < 1:
+            (kh, kw), (dh, dw) = self.kernel_size, self.dilation
+            raise ShapeError(f"{self!r}: input of shape {x.shape} (height × width {x.shape[1]}×"
+                             f"{x.shape[2]}, padding {self.padding!r}) is smaller than the kernel, "
+                             f"which spans {dh * (kh - 1) + 1}×{dw * (kw - 1) + 1} pixels; hint: "
+                             "use padding='same' or a smaller kernel")
+
+    def _padded(self, x):
+        """x with its zero border. The buffer is kept between calls: its border stays zero, so
+        each step only copies the interior (no np.pad allocation and zero-fill per step)."""
+        n, h, w, c = x.shape
+        (top, bottom), (left, right) = self._pads(h, w)
+        if top == bottom == left == right == 0:
+            return x
+        shape = (n, h + top + bottom, w + left + right, c)
+        if self._pad_buffer is None or self._pad_buffer.shape != shape \
+                or self._pad_buffer.dtype != x.dtype:
+            self._pad_buffer = np.zeros(shape, dtype=x.dtype)
+        self._pad_buffer[:, top:top + h, left:left + w] = x
+        return self._pad_buffer
+
+    def forward(self, x, training=True):
+        self._check(x)
+        if "w" not in self.params:
+            self.build(x.shape[3], x.dtype)
+        n, ho, wo, f = self.output_shape(x.shape)
+        xp = self._padded(x)
+        k = self.params["w"][..., 0].size  # kh·kw·C
+        out = None
+        if training:  # reuse the im2col buffer between steps (inference may use other batch sizes)
+            if self._cols_buffer is None or self._cols_buffer.shape != (n * ho * wo, k) \
+                    or self._cols_buffer.dtype != x.dtype:
+                self._cols_buffer = np.empty((n * ho * wo, k), dtype=x.dtype)
+            out = self._cols_buffer
+        cols = im2col(xp, self.kernel_size, self.stride, self.dilation, out=out)
+        groups = _groups(n, ho * wo, k, f)
+        y = np.matmul(cols.reshape(groups, -1, k), self.params["w"].reshape(k, f))
+        if self.bias:
+            y += self.params["b"]  # in place: no second output-sized temporary
+        self._cache = (x.shape, xp.shape, cols, groups) if training else None
+        return y.reshape(n, ho, wo, f)
+
+    def backward(self, grad):
+        if self._cache is None:
+            raise RuntimeError(f"{self!r}: backward needs a forward(x, training=True) first "
+                               "(inference forwards keep nothing for backward)")
+        x_shape, xp_shape, cols, groups = self._cache
+        n, ho, wo, f = grad.shape
+        kh, kw, c, _ = self.params["w"].shape
+        g = grad.reshape(groups, -1, f)
+        # dL/dW₂ = colsᵀ G, as one product per group summed over the groups (see _groups).
+        per_group = np.matmul(cols.reshape(groups, -1, kh * kw * c).transpose(0, 2, 1), g)
+        np.sum(per_group, axis=0, out=self.grads["w"].reshape(-1, f))
+        if self.bias:
+            self.grads["b"][...] = _channel_sum(grad)
+        # dL/dcols = G W₂ᵀ, computed offset-major, (kh·kw, N·Ho·Wo, C), into the im2col buffer
+        # (same size, no longer needed): each offset's block is then contiguous for col2im.
+        # The tiny transposed weight is copied: matmul is ~5× slower with a transposed view here.
+        w_t = np.ascontiguousarray(self.params["w"].reshape(kh * kw, 1, c, f).transpose(0, 1, 3, 2))
+        dcols = np.matmul(g[None], w_t, out=cols.reshape(kh * kw, groups, -1, c))
+        rows = dcols.reshape(kh, kw, n, ho, wo, c).transpose(2, 3, 4, 0, 1, 5)
+        dxp = _add_windows(rows, xp_shape, self.stride, self.dilation)
+        (top, _), (left, _) = self._pads(x_shape[1], x_shape[2])
+        self._cache = None  # the buffer now holds dL/dcols, not cols: backward runs once
+        return dxp[:, top:top + x_shape[1], left:left + x_shape[2]]
+
+    def config(self):
+        padding = self.padding if isinstance(self.padding, str) else _compact(self.padding)
+        return {"filters": self.filters, "kernel_size": _compact(self.kernel_size),
+                "stride": _compact(self.stride), "padding": padding,
+                "dilation": _compact(self.dilation), "bias": self.bias}
+
+
+# ---------------------------------------------------------------- pooling
+class _Pool2D(Layer):
+    """Shared geometry of the pooling layers: a pool_size window stepped by ``stride``
+    (default: pool_size, non-overlapping). Rows/columns that do not fill a window are dropped."""
+
+    def __init__(self, pool_size=2, stride=None):
+        super().__init__()
+        name = type(self).__name__
+        self.pool_size = _pair(pool_size, "pool_size", name)
+        self.stride = self.pool_size if stride is None else _pair(stride, "stride", name)
+
+    def _geometry(self, x):
+        _check_images(self, x)
+        (ph, pw), (sh, sw) = self.pool_size, self.stride
+        ho, wo = output_size(x.shape[1], ph, sh), output_size(x.shape[2], pw, sw)
+        if ho < 1 or wo < 1:
+            raise ShapeError(f"{self!r}: input of shape {x.shape} is smaller than the {ph}×{pw} "
+                             "pool window")
+        return ho, wo
+
+    def _offsets(self, ho, wo):
+        """For each window offset (i, j), the slice of the input that offset sees in every
+        window: x[offset] has the output's shape (N, Ho, Wo, C)."""
+        (ph, pw), (sh, sw) = self.pool_size, self.stride
+        return [(slice(None), slice(i, i + sh * (ho - 1) + 1, sh), slice(j, j + sw * (wo - 1) + 1, sw))
+                for i in range(ph) for j in range(pw)]
+
+    def _tiles(self, x_shape):
+        """True when the windows cover the input exactly once (non-overlapping, no remainder):
+        then the backward writes every input element once and needs no zero-filled array."""
+        (ph, pw), (sh, sw) = self.pool_size, self.stride
+        return (ph, pw) == (sh, sw) and x_shape[1] % ph == 0 and x_shape[2] % pw == 0
+
+    def config(self):
+        return {"pool_size": _compact(self.pool_size), "stride": _compact(self.stride)}
+
+
+class MaxPool2D(_Pool2D):
+    """The maximum of each pool_size window, per channel. Backward: each window's gradient goes
+    to the element that won the max (the first one on ties, as in PyTorch); the rest get 0."""
+
+    def forward(self, x, training=True):
+        ho, wo = self._geometry(x)
+        offsets = self._offsets(ho, wo)
+        # A running maximum over the window offsets (a whole-batch op each) that also records
+        # which offset won: backward needs only that small uint8 index, not a full-size mask.
+        y = x[offsets[0]].copy()
+        winner = np.zeros(y.shape, dtype=np.uint8 if len(offsets) <= 256 else np.intp)
+        for k, offset in enumerate(offsets[1:], start=1):
+            better = x[offset] > y  # strict: on ties the earlier element keeps the win
+            np.maximum(y, x[offset], out=y)
+            # winner = k where better, as arithmetic: masked writes (winner[better] = k,
+            # np.where) take ~10× longer than these three whole-array uint8 operations.
+            winner += better * (k - winner)
+        self._cache = (x.shape, x.dtype, winner)
+        return y
+
+    def backward(self, grad):
+        x_shape, dtype, winner = self._cache
+        offsets = self._offsets(*grad.shape[1:3])
+        tiles = self._tiles(x_shape)
+        dx = np.empty(x_shape, dtype) if tiles else np.zeros(x_shape, dtype)
+        for k, offset in enumerate(offsets):
+            if tiles:
+                np.multiply(grad, winner == k, out=dx[offset])
+            else:
+                dx[offset] += grad * (winner == k)
+        return dx
+
+
+class AvgPool2D(_Pool2D):
+    """The mean of each pool_size window, per channel. Backward: each window's gradient is
+    shared equally, 1/(ph·pw) to every element of the window."""
+
+    def forward(self, x, training=True):
+        ho, wo = self._geometry(x)
+        offsets = self._offsets(ho, wo)
+        y = x[offsets[0]].copy()
+        for offset in offsets[1:]:
+            y += x[offset]
+        y *= x.dtype.type(1.0 / len(offsets))
+        self._cache = (x.shape, x.dtype)
+        return y
+
+    def backward(self, grad):
+        x_shape, dtype = self._cache
+        offsets = self._offsets(*grad.shape[1:3])
+        share = grad * dtype.type(1.0 / len(offsets))
+        tiles = self._tiles(x_shape)
+        dx = np.empty(x_shape, dtype) if tiles else np.zeros(x_shape, dtype)
+        for offset in offsets:
+            if tiles:
+                dx[offset] = share
+            else:
+                dx[offset] += share
+        return dx
+
+
+# ---------------------------------------------------------------- BatchNorm
+class BatchNorm(Layer):
+    """Batch normalisation over the last (channel/feature) axis, for (N, C) features or
+    (N, H, W, C) images: statistics are taken over every axis but the last.
+
+    Training: x̂ = (x − μ_B) / √(σ²_B + eps) with the batch's mean and (biased) variance per
+    channel, y = γ·x̂ + β; the running averages move as running = momentum·running +
+    (1 − momentum)·batch (Keras' convention; the running variance uses the unbiased batch
+    variance, as PyTorch does). Inference (training=False): the running statistics replace the
+    batch's, so a prediction does not depend on the rest of the batch.
+
+    Backward (training), m values per channel, G = dL/dy:
+        dL/dγ = Σ G·x̂      dL/dβ = Σ G
+        dL/dx = γ / √(σ²_B + eps) · (G − mean(G) − x̂·mean(G·x̂))
+    The two subtracted means are the gradient flowing through μ_B and σ²_B: shifting all of a
+    channel's inputs, or scaling them, changes nothing after normalisation."""
+
+    def __init__(self, momentum=0.9, eps=1e-5):
+        super().__init__()
+        if not 0.0 <= momentum < 1.0:
+            raise ConfigError(f"BatchNorm: momentum must be in [0, 1), got {momentum!r}")
+        if not eps > 0:
+            raise ConfigError(f"BatchNorm: eps must be > 0, got {eps!r}")
+        self.momentum, self.eps = float(momentum), float(eps)
+        # Running statistics are part of the model but never trained: kept apart from params
+        # (optimizers must not touch them), like Keras' non-trainable weights / PyTorch buffers.
+        self.state = {}
+
+    @property
+    def running_mean(self):
+        return self.state.get("running_mean")
+
+    @running_mean.setter
+    def running_mean(self, value):
+        self.state["running_mean"] = value
+
+    @property
+    def running_var(self):
+        return self.state.get("running_var")
+
+    @running_var.setter
+    def running_var(self, value):
+        self.state["running_var"] = value
+
+    def build(self, channels, dtype):
+        self.params = {"gamma": np.ones(channels, dtype), "beta": np.zeros(channels, dtype)}
+        self.grads = {name: np.zeros_like(p) for name, p in self.params.items()}
+        self.state = {"running_mean": np.zeros(channels, dtype), "running_var": np.ones(channels, dtype)}
+
+    def load_params(self, params):
+        """Adopt saved γ and β, and the running statistics if ``params`` holds them too
+        (otherwise they restart from mean 0, variance 1)."""
+        params = dict(params)
+        state = {name: np.array(params.pop(name)) for name in ("running_mean", "running_var")
+                 if name in params}
+        super().load_params(params)
+        gamma = self.params["gamma"]
+        self.state = {"running_mean": np.zeros_like(gamma), "running_var": np.ones_like(gamma),
+                      **state}
+
+    def _check(self, x):
+        if not isinstance(x, np.ndarray) or x.ndim not in (2, 4):
+            raise ShapeError(f"{self!r}: expected features (batch, channels) or images (batch, "
+                             f"height, width, channels), got shape {np.shape(x)}")
+        gamma = self.params.get("gamma")
+        if gamma is not None and (x.shape[-1] != len(gamma) or x.dtype != gamma.dtype):
+            raise ShapeError(f"{self!r}: expected {len(gamma)} channels (last axis) of dtype "
+                             f"{gamma.dtype}, got shape {x.shape} of dtype {x.dtype}")
+
+    def forward(self, x, training=True):
+        self._check(x)
+        if "gamma" not in self.params:
+            self.build(x.shape[-1], x.dtype)
+        if training:
+            m = x.size // x.shape[-1]
+            mean = _channel_sum(x) / m
+            centred = x - mean
+            var = _channel_sum(centred * centred) / m
+            unbiased = var * (m / (m - 1)) if m > 1 else var
+            self.running_mean *= self.momentum
+            self.running_mean += (1.0 - self.momentum) * mean
+            self.running_var *= self.momentum
+            self.running_var += (1.0 - self.momentum) * unbiased
+        else:
+            mean, var = self.running_mean, self.running_var
+            centred = x - mean
+        inv_std = (1.0 / np.sqrt(var + self.eps)).astype(x.dtype)
+        x_hat = centred
+        x_hat *= inv_std  # in place: centred is our own temporary
+        self._cache = (x_hat, inv_std, training)
+        return x_hat * self.params["gamma"] + self.params["beta"]
+
+    def backward(self, grad):
+        x_hat, inv_std, training = self._cache
+        gamma = self.params["gamma"]
+        self.grads["gamma"][...] = _channel_sum(grad * x_hat)
+        self.grads["beta"][...] = _channel_sum(grad)
+        scale = gamma * inv_std
+        if not training:  # running statistics are constants: y is affine in x
+            return grad * scale
+        m = x_hat.size // x_hat.shape[-1]
+        return scale * (grad - self.grads["beta"] / m - x_hat * (self.grads["gamma"] / m))
+
+    def config(self):
+        return {"momentum": self.momentum, "eps": self.eps}
