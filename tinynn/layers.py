@@ -92,10 +92,15 @@ class Dense(Layer):
         return y
 
     def backward(self, grad):
+        self.backward_params(grad)
+        return grad @ self.params["w"].T
+
+    def backward_params(self, grad):
+        """The parameter half of ``backward``: fill ``grads``, skip dL/dX. Model uses it for a
+        net's first layer, whose input is the data: nobody needs that gradient."""
         np.matmul(self.x.T, grad, out=self.grads["w"])
         if self.bias:
             np.sum(grad, axis=0, out=self.grads["b"])
-        return grad @ self.params["w"].T
 
     def config(self):
         return {"units": self.units, "bias": self.bias}
