@@ -1,0 +1,674 @@
+#!/usr/bin/env python
+"""tinynn against PyTorch CPU on MNIST-shaped data: seconds per epoch, GEMM floor, per-step
+overhead and import time. Writes a markdown table to benchmarks/RESULTS.md.
+
+    python benchmarks/bench.py                          # full run, a few minutes per model
+    python benchmarks/bench.py --models mlp --repeats 5
+    python benchmarks/bench.py --quick --out /tmp/r.md  # tiny sizes: checks the script, not speed
+
+How it measures, and why:
+- Every measurement runs in a fresh subprocess, one framework per process (two BLAS thread pools
+  in one process fight for the cores), and the frameworks alternate: tinynn, torch, tinynn, ...
+  so slow drifts in machine load hit both alike. Medians over the repeats, and the median of the
+  per-pair ratios (a pair = one tinynn run and the torch run right after it).
+- An epoch is one shuffled pass over 60,000 synthetic samples (seeded), timed from the first batch
+  to the last, with the per-batch loss and accuracy bookkeeping both frameworks' loops do. Each
+  run times a few epochs (MLP 3, CNN 2) and keeps the fastest: other jobs only ever add time.
+  PyTorch runs with torch.set_num_threads(2) and a plain tensor-indexing loop (no DataLoader).
+- The GEMM floor is the time plain numpy takes for just the matrix products an epoch needs
+  (forward, weight gradient, and the input gradient of every layer but the first), with
+  preallocated operands. "Within 3x of the floor" compares an epoch with it.
+- Per-step overhead: time per step at batch 32 and 512; fitting t(b) = overhead + b·per_sample
+  through the two points gives the fixed cost of one step, whatever the batch.
+- If OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE are set (some machines set them to dodge bugs of old
+  OpenBLAS builds) numpy may run a slower kernel: tinynn is then also measured with both unset,
+  in its subprocess only, and threadpoolctl records which kernel each variant ran.
+PyTorch is optional (never a dependency of tinynn); without it only tinynn's numbers are printed.
+"""
+import argparse
+import json
+import math
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+MARK = "BENCH-RESULT "
+OPENBLAS_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+HEAVY_MODULES = ("matplotlib", "ipywidgets", "tqdm", "torch")
+
+
+# =========================================================================== worker side
+# Everything below up to "parent side" runs inside one subprocess for one framework.
+
+def make_data(n, model, seed=0):
+    """Seeded synthetic MNIST: (n, 784) float32 in [0, 1) — or (n, 28, 28, 1) for the CNN —
+    and int64 labels 0–9. Speed does not depend on what the pixels show."""
+    import numpy as np
+    rng = np.random.default_rng(seed)
+    x = rng.random((n, 784), dtype=np.float32)
+    y = rng.integers(0, 10, n)
+    return (x.reshape(n, 28, 28, 1) if model == "cnn" else x), y
+
+
+def build_tinynn(model):
+    """The MLP of ``python -m tinynn train`` (784-200-100-10, ReLU) or issue 7's small CNN:
+    conv 3×3×16 → max-pool 2 → ReLU → conv 3×3×32 → max-pool 2 → ReLU → dense 10 ('same'
+    padding; pooling before ReLU computes the same function on 4× fewer numbers)."""
+    import tinynn as tn
+    from tinynn.__main__ import build_mlp
+    if model == "mlp":
+        net = build_mlp()
+    else:
+        from tinynn.conv import Conv2D, MaxPool2D
+        net = tn.Net([Conv2D(16, 3, padding="same"), MaxPool2D(2), tn.ReLU(),
+                      Conv2D(32, 3, padding="same"), MaxPool2D(2), tn.ReLU(),
+                      tn.Flatten(), tn.Dense(10)])
+    return tn.Model(net, tn.SoftmaxCrossEntropy(), tn.Adam(lr=1e-3))
+
+
+def gemm_shapes(net, x):
+    """(M, K, N) of every layer's matrix product for a batch ``x``: Dense is (batch, in) @ (in,
+    units); a convolution lowered to a GEMM (im2col) is (batch·out_h·out_w, kh·kw·c_in) @ (…, c_out)."""
+    shapes = []
+    for layer in net.layers:
+        y = layer.forward(x, training=False)
+        w = layer.params.get("w")
+        if w is not None:
+            k, n = int(math.prod(w.shape[:-1])), w.shape[-1]
+            shapes.append((y.size // n, k, n))
+        x = y
+    return shapes
+
+
+def epoch_flops(shapes, n, batch):
+    """FLOPs of the GEMMs of one epoch: forward, weight gradient, and input gradient for every
+    layer but the first (nobody needs dL/d(data); PyTorch skips it too)."""
+    per_sample = sum((2 if i == 0 else 3) * 2 * m * k * nn / batch
+                     for i, (m, k, nn) in enumerate(shapes))
+    return per_sample * n
+
+
+def gemm_floor(shapes, n, batch):
+    """Seconds plain numpy needs for one epoch of exactly those GEMMs (operands preallocated).
+    A convolution's products are timed both as one tall GEMM and as a stack of per-sample
+    products (numpy's batched matmul), and the faster form counts: the floor is the best plain
+    numpy does on these shapes."""
+    per_step = 0.0
+    for i, (m, k, nn) in enumerate(shapes):
+        stacks = [1] + ([batch] if m > batch else [])
+        per_step += min(time_products(m, k, nn, stack, input_grad=i > 0) for stack in stacks)
+    return per_step * n / batch  # the last, smaller batch is counted pro rata
+
+
+def time_products(m, k, n, stack, input_grad):
+    """Best-of-3 seconds for one step's products of an (m, k) @ (k, n) layer, computed as
+    ``stack`` independent products: forward, weight gradient (summed over the stack) and,
+    if ``input_grad``, the input gradient."""
+    import numpy as np
+    rng = np.random.default_rng(0)
+    a = rng.random((stack, m // stack, k), dtype=np.float32)
+    g = rng.random((stack, m // stack, n), dtype=np.float32)
+    w = rng.random((k, n), dtype=np.float32)
+    y, da = np.empty_like(g), np.empty_like(a)
+    dw, dw_stack = np.empty((k, n), np.float32), np.empty((stack, k, n), np.float32)
+
+    def products():
+        np.matmul(a, w, out=y)
+        if stack == 1:
+            np.matmul(a[0].T, g[0], out=dw)
+        else:
+            np.sum(np.matmul(a.transpose(0, 2, 1), g, out=dw_stack), axis=0, out=dw)
+        if input_grad:
+            np.matmul(g, w.T, out=da)
+
+    products()
+    reps = max(1, int(0.02 / max(_seconds(products), 1e-6)))  # ~20 ms per timing
+    return min(_seconds(products, reps) for _ in range(3))
+
+
+def _seconds(f, reps=1):
+    start = time.perf_counter()
+    for _ in range(reps):
+        f()
+    return (time.perf_counter() - start) / reps
+
+
+def peak_gemm(size, reps=10):
+    """float32 GFLOP/s of a large square GEMM: this machine's practical BLAS peak."""
+    import numpy as np
+    a = np.random.default_rng(0).random((size, size), dtype=np.float32)
+    out = np.empty_like(a)
+    np.matmul(a, a, out=out)
+    start = time.perf_counter()
+    for _ in range(reps):
+        np.matmul(a, a, out=out)
+    return 2 * size ** 3 * reps / (time.perf_counter() - start) / 1e9
+
+
+def tinynn_epoch(model, x, y, batch, seed, epochs=1):
+    """Seconds of the fastest of ``epochs`` epochs of ``Model.fit``, each timed from its first
+    batch to its last (fit's one-off input checks excluded), plus the whole fit call's time."""
+    import tinynn as tn
+
+    class Timer(tn.Callback):
+        def on_epoch_begin(self, model, epoch):
+            self.start = time.perf_counter()
+
+        def on_epoch_end(self, model, epoch, logs):
+            self.seconds.append(time.perf_counter() - self.start)
+
+    timer = Timer()
+    timer.seconds = []
+    start = time.perf_counter()
+    model.fit(x, y, epochs=epochs, batch_size=batch, seed=seed, callbacks=[timer])
+    return min(timer.seconds), time.perf_counter() - start
+
+
+def run_tinynn(job):
+    model_name, n, batch = job["model"], job["n"], job["batch"]
+    x, y = make_data(n, model_name)
+    model = build_tinynn(model_name)
+    model.fit(x[:2 * batch], y[:2 * batch], epochs=1, batch_size=batch)  # build, allocate, warm up
+    result = {}
+    if job["kind"] == "epoch":
+        result["seconds"], result["fit_seconds"] = tinynn_epoch(model, x, y, batch, job["seed"],
+                                                                job["epochs"])
+    elif job["kind"] == "steps":
+        seconds, _ = tinynn_epoch(model, x, y, batch, job["seed"], job["epochs"])
+        result.update(seconds=seconds, steps=math.ceil(n / batch))
+    elif job["kind"] == "gemm":
+        shapes = gemm_shapes(model.net, x[:batch])
+        result.update(shapes=shapes, gflop=epoch_flops(shapes, n, batch) / 1e9,
+                      seconds=gemm_floor(shapes, n, batch),
+                      peak_size=256 if n < 10000 else 1024)
+        result["peak_gflops"] = peak_gemm(result["peak_size"])
+    result["dtype"] = str(model.net.params[0].dtype)
+    return result
+
+
+def build_torch(tinynn_net):
+    """The same architecture in PyTorch, translated layer by layer from the tinynn net."""
+    import torch.nn as nn
+    layers = []
+    for desc in tinynn_net.architecture():
+        kind, params = desc["type"], desc["params"]
+        if kind == "Dense":
+            layers.append(nn.Linear(*params["w"], bias=desc["bias"]))
+        elif kind in ("ReLU", "Flatten"):
+            layers.append(nn.ReLU() if kind == "ReLU" else nn.Flatten())
+        elif kind == "Dropout":
+            layers.append(nn.Dropout(desc["p"]))
+        elif kind == "Conv2D":
+            *kernel, c_in, c_out = params["w"]
+            padding = desc["padding"]
+            padding = 0 if padding == "valid" else _pair(padding)  # "same" passes through
+            layers.append(nn.Conv2d(c_in, c_out, tuple(kernel), stride=_pair(desc["stride"]),
+                                    padding=padding, dilation=_pair(desc["dilation"]),
+                                    bias=desc["bias"]))
+        elif kind in ("MaxPool2D", "AvgPool2D"):
+            pool = nn.MaxPool2d if kind == "MaxPool2D" else nn.AvgPool2d
+            layers.append(pool(_pair(desc["pool_size"]), stride=_pair(desc["stride"])))
+        else:
+            raise ValueError(f"no PyTorch translation for tinynn layer {kind}")
+    return nn.Sequential(*layers)
+
+
+def _pair(value):
+    """A tinynn config size (3, [3, 5] or "same") as PyTorch takes it."""
+    return tuple(value) if isinstance(value, list) else value
+
+
+def torch_epoch(net, opt, loss_fn, x, y, batch, seed):
+    """One epoch of the usual PyTorch loop, with the same loss/accuracy bookkeeping as fit."""
+    import torch
+    torch.manual_seed(seed)
+    order = torch.randperm(len(x))
+    total, correct = 0.0, 0
+    start = time.perf_counter()
+    for i in range(0, len(x), batch):
+        idx = order[i:i + batch]
+        xb, yb = x[idx], y[idx]
+        opt.zero_grad(set_to_none=True)
+        out = net(xb)
+        loss = loss_fn(out, yb)
+        loss.backward()
+        opt.step()
+        total += loss.item() * len(idx)
+        correct += (out.argmax(1) == yb).sum().item()
+    return time.perf_counter() - start
+
+
+def run_torch(job):
+    import torch
+    torch.set_num_threads(2)
+    model_name, n, batch = job["model"], job["n"], job["batch"]
+    x_np, y_np = make_data(n, model_name)
+    tinynn_model = build_tinynn(model_name)
+    tinynn_model.predict(x_np[:1])  # builds the lazy layers, so the architecture has shapes
+    torch.manual_seed(0)
+    net = build_torch(tinynn_model.net)
+    if model_name == "cnn":
+        x_np = x_np.transpose(0, 3, 1, 2)  # PyTorch convolutions are channels-first
+    x, y = torch.from_numpy(x_np.copy()), torch.from_numpy(y_np)
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    net.train()
+    torch_epoch(net, opt, loss_fn, x[:2 * batch], y[:2 * batch], batch, 0)  # warm up
+    seconds = min(torch_epoch(net, opt, loss_fn, x, y, batch, job["seed"] + e)
+                  for e in range(job.get("epochs", 1)))
+    return {"seconds": seconds, "steps": math.ceil(n / batch), "threads": torch.get_num_threads()}
+
+
+def environment_facts(framework):
+    """Library versions and the BLAS each framework runs (after a GEMM has loaded it)."""
+    import numpy as np
+    facts = {"numpy": np.__version__, "python": platform.python_version()}
+    a = np.ones((64, 64), np.float32)
+    a @ a
+    if framework == "torch":
+        import torch
+        torch.set_num_threads(2)
+        torch.ones(64, 64) @ torch.ones(64, 64)
+        facts.update(torch=torch.__version__, torch_threads=torch.get_num_threads(),
+                     torch_blas="MKL" if torch.backends.mkl.is_available() else "other",
+                     torch_cpu_capability=torch.backends.cpu.get_cpu_capability())
+    else:
+        import tinynn
+        facts["tinynn"] = tinynn.__version__
+    try:
+        from threadpoolctl import threadpool_info
+        facts["blas"] = [{k: info.get(k) for k in ("internal_api", "version", "architecture",
+                                                    "num_threads", "threading_layer")}
+                         for info in threadpool_info()]
+    except ImportError:
+        facts["blas"] = "threadpoolctl not installed"
+    facts["openblas_env"] = {v: os.environ.get(v) for v in OPENBLAS_VARS}
+    return facts
+
+
+def worker(jobs):
+    results = []
+    for job in jobs:
+        try:
+            run = run_torch if job["framework"] == "torch" else run_tinynn
+            results.append(environment_facts(job["framework"]) if job["kind"] == "facts"
+                           else run(job))
+        except Exception as e:  # one unavailable model (e.g. no CNN yet) must not sink the rest
+            results.append({"error": f"{type(e).__name__}: {e}"})
+    print(MARK + json.dumps(results), flush=True)
+
+
+# =========================================================================== parent side
+
+def others_running():
+    """How many other tasks want a CPU right now: /proc/loadavg's 4th field counts the
+    runnable tasks, this one included (0 where there is no /proc)."""
+    try:
+        return int(Path("/proc/loadavg").read_text().split()[3].split("/")[0]) - 1
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def wait_until_quiet(limit):
+    """Wait up to ``limit`` seconds until no other task wants a CPU for 3 looks in a row."""
+    deadline, calm = time.monotonic() + limit, 0
+    while calm < 3 and time.monotonic() < deadline:
+        calm = calm + 1 if others_running() == 0 else 0
+        time.sleep(0.5)
+
+
+def spawn(jobs, env):
+    """Run ``jobs`` in a fresh Python process; returns one result dict per job."""
+    proc = subprocess.run([sys.executable, __file__, "--worker", json.dumps(jobs)], env=env,
+                          capture_output=True, text=True, cwd=ROOT)
+    for line in reversed(proc.stdout.splitlines()):
+        if line.startswith(MARK):
+            return json.loads(line[len(MARK):])
+    error = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+    return [{"error": f"worker exited with {proc.returncode}: {error}"} for _ in jobs]
+
+
+def child_env(unset_openblas=False):
+    env = dict(os.environ, PYTHONPATH=str(ROOT))  # measure this working tree's tinynn
+    if unset_openblas:
+        for var in OPENBLAS_VARS:  # both together: the L2 size belongs to the forced core type
+            env.pop(var, None)
+    return env
+
+
+def import_time(env, repeats):
+    """Median seconds of ``import tinynn`` (and of ``import numpy`` alone) in fresh processes,
+    with bytecode cached as it is after a first import, and which heavy modules came along."""
+    pycache = Path(os.environ.get("TMPDIR", "/tmp")) / "tinynn-bench-pycache"
+    env = dict(env, PYTHONPYCACHEPREFIX=str(pycache))  # bytecode outside the repository
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    code = ("import sys, time, json; t = time.perf_counter(); import {mod}; "
+            "t = time.perf_counter() - t; "
+            "print(json.dumps([t, [m for m in {heavy!r} if m in sys.modules]]))")
+    result = {}
+    for mod in ("numpy", "tinynn"):
+        cmd = [sys.executable, "-c", code.format(mod=mod, heavy=HEAVY_MODULES)]
+        runs = [json.loads(subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=ROOT,
+                                          check=True).stdout) for _ in range(repeats + 1)][1:]
+        result[mod] = {"seconds": statistics.median(r[0] for r in runs), "heavy": runs[0][1]}
+    return result
+
+
+def torch_available():
+    import importlib.util
+    return importlib.util.find_spec("torch") is not None
+
+
+def cpu_model():
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def job_groups(args, framework, repeat):
+    """The measurements of one repeat, in groups; each group runs in one fresh process.
+    Full runs give every epoch its own process; --quick batches everything into one."""
+    def job(kind, model="mlp", n=args.samples, batch=128):
+        return {"framework": framework, "kind": kind, "model": model, "n": n, "batch": batch,
+                "seed": repeat, "epochs": args.epochs[model]}
+    groups = [[job("facts")]] if repeat == 0 else []
+    for model in args.models:
+        groups.append([job("epoch", model)])
+        groups.append([job("gemm", model)] if framework == "tinynn" else [])  # numpy only
+    groups.append([job("steps", n=args.step_samples, batch=b) for b in (32, 512)])
+    return [sum(groups, [])] if args.quick else groups
+
+
+def record(data, name, job, out):
+    kind = job["kind"]
+    if kind == "facts":
+        data["facts"][name] = out
+    elif kind == "steps":
+        data["steps"].setdefault(name, {}).setdefault(job["batch"], []).append(out)
+    else:
+        data[{"epoch": "epochs", "gemm": "gemm"}[kind]].setdefault(job["model"], {}) \
+            .setdefault(name, []).append(out)
+    what = f"{job['model']} {kind}" + (f" batch {job['batch']}" if kind == "steps" else "")
+    if "error" in out:
+        say(f"{what}, {name}: {out['error']}")
+    elif kind == "gemm":
+        say(f"{what}, {name}: floor {out['seconds']:.3f} s for {out['gflop']:.1f} GFLOP; "
+            f"large-GEMM peak {out['peak_gflops']:.0f} GFLOP/s")
+    elif kind != "facts":
+        say(f"{what}, {name}: {out['seconds']:.3f} s")
+
+
+def measure(args):
+    openblas_set = {v: os.environ[v] for v in OPENBLAS_VARS if v in os.environ}
+    # tinynn variants: as the environment is, plus (if set) with the OpenBLAS overrides unset
+    variants = {"tinynn": child_env()}
+    if openblas_set:
+        variants["tinynn (OpenBLAS vars unset)"] = child_env(unset_openblas=True)
+    runners = dict(variants)
+    if args.torch:
+        runners["PyTorch"] = child_env()
+    data = {"runners": list(runners), "openblas_set": openblas_set, "load_before": os.getloadavg(),
+            "epochs": {}, "steps": {}, "gemm": {}, "facts": {}, "starts": 0, "busy_starts": 0}
+    for r in range(args.repeats):
+        say(f"repeat {r + 1}/{args.repeats}")
+        plans = {name: job_groups(args, "torch" if name == "PyTorch" else "tinynn", r)
+                 for name in runners}
+        for g in range(len(plans["tinynn"])):
+            for name, env in runners.items():  # A/B interleaved: tinynn, torch, tinynn, torch, ...
+                jobs = plans[name][g]
+                if jobs:
+                    wait_until_quiet(args.wait_quiet)
+                    data["starts"] += 1
+                    data["busy_starts"] += others_running() > 0
+                for job, out in zip(jobs, spawn(jobs, env) if jobs else []):
+                    record(data, name, job, out)
+    wait_until_quiet(args.wait_quiet)
+    data["imports"] = {name: import_time(env, args.import_repeats) for name, env in variants.items()}
+    say(f"import tinynn: {data['imports']['tinynn']['tinynn']['seconds']:.3f} s")
+    return data
+
+
+def say(text):
+    print(text, file=sys.stderr, flush=True)
+
+
+# =========================================================================== report
+
+def med(runs, key="seconds"):
+    values = [r[key] for r in runs if key in r]
+    return statistics.median(values) if values else None
+
+
+def fmt(value, spec=".3f", missing="–"):
+    return missing if value is None else format(value, spec)
+
+
+def pair_ratios(a_runs, b_runs):
+    return [a["seconds"] / b["seconds"] for a, b in zip(a_runs, b_runs)
+            if "seconds" in a and "seconds" in b]
+
+
+def report(data, args, command):
+    runners = data["runners"]
+    tinynn_names = [n for n in runners if n != "PyTorch"]
+    has_torch = "PyTorch" in runners
+    facts = data["facts"]
+    t0 = facts.get("tinynn", {})
+    lines = [
+        "# tinynn benchmark results", "",
+        f"Command: `{command}`  ",
+        f"Date: {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}; "
+        f"{'QUICK (tiny sizes: numbers mean nothing)' if args.quick else 'full run'}; "
+        f"{args.repeats} repeat(s), {args.samples} samples per epoch.", "",
+        *busy_warning(data),
+        "## Machine and libraries", "",
+        f"- CPU: {cpu_model()}, {os.cpu_count()} logical cores "
+        f"({len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else '?'} usable); "
+        f"{platform.system()} {platform.release()}",
+        f"- Load average (1/5/15 min) at the start: "
+        f"{' / '.join(f'{v:.1f}' for v in data['load_before'])}; {data['busy_starts']} of "
+        f"{data['starts']} measurements started while other tasks wanted a CPU",
+        f"- Python {t0.get('python', '?')}, numpy {t0.get('numpy', '?')}, tinynn {t0.get('tinynn', '?')}, "
+        + (f"PyTorch {facts['PyTorch'].get('torch', '?')} ({facts['PyTorch'].get('torch_blas')}, "
+           f"{facts['PyTorch'].get('torch_cpu_capability')}, "
+           f"{facts['PyTorch'].get('torch_threads')} threads)" if has_torch
+           else "PyTorch not measured (--no-torch, or not installed: `pip install torch` to compare; "
+                "it is never a tinynn dependency)"),
+        "- OpenBLAS overrides in the environment: "
+        + (", ".join(f"{k}={v}" for k, v in data["openblas_set"].items()) if data["openblas_set"]
+           else "none (OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset)"),
+    ]
+    for name in runners:
+        blas = facts.get(name, {}).get("blas")
+        if isinstance(blas, list):
+            blas = "; ".join(f"{b['internal_api']} {b['version']} kernel {b['architecture']}, "
+                             f"{b['num_threads']} threads ({b['threading_layer']})" for b in blas)
+        lines.append(f"- BLAS seen by threadpoolctl in the {name} process: {blas or 'none loaded'}")
+
+    lines += ["", f"## Seconds per epoch ({args.samples} samples, batch 128, Adam 1e-3, softmax-CE)",
+              "", f"Each run: the fastest of {args.epochs['mlp']} (MLP) / {args.epochs['cnn']} (CNN) "
+              "epochs in a fresh process; the table shows the median over runs.", ""]
+    header = "| model | " + " | ".join(f"{n} s/epoch" for n in runners)
+    sep = "|---|" + "---|" * len(runners)
+    if has_torch:
+        header += " | " + " | ".join(f"{n} / PyTorch (median of pairs) | pairs" for n in tinynn_names)
+        sep += "---|---|" * len(tinynn_names)
+    lines += [header + " |", sep]
+    for model, per_runner in data["epochs"].items():
+        row = [model] + [fmt(med(per_runner.get(n, []))) + _error(per_runner.get(n, []))
+                         for n in runners]
+        if has_torch:
+            for n in tinynn_names:
+                ratios = pair_ratios(per_runner.get(n, []), per_runner.get("PyTorch", []))
+                row += [f"**{fmt(statistics.median(ratios) if ratios else None, '.2f')}**",
+                        ", ".join(f"{r:.2f}" for r in ratios) or "–"]
+        lines.append("| " + " | ".join(row) + " |")
+
+    lines += ["", "## GEMM floor (plain numpy, the same matrix products, operands preallocated)", "",
+              "| model | variant | GFLOP/epoch | GEMM floor s | floor GFLOP/s | "
+              "tinynn GFLOP/s | tinynn / floor |"
+              + (" PyTorch GFLOP/s | PyTorch / floor |" if has_torch else ""),
+              "|---|---|---|---|---|---|---|" + ("---|---|" if has_torch else "")]
+    peaks, peak_size = [], None
+    for model, per_variant in data["gemm"].items():
+        for n, runs in per_variant.items():
+            floor, gflop = med(runs), med(runs, "gflop")
+            peaks += [r["peak_gflops"] for r in runs if "peak_gflops" in r]
+            peak_size = next((r["peak_size"] for r in runs if "peak_size" in r), peak_size)
+            epoch = med(data["epochs"].get(model, {}).get(n, []))
+            torch_epoch_s = med(data["epochs"].get(model, {}).get("PyTorch", []))
+            row = [model, n, fmt(gflop, ".1f"), fmt(floor) + _error(runs),
+                   fmt(gflop / floor if floor else None, ".0f"),
+                   fmt(gflop / epoch if epoch else None, ".0f"),
+                   f"**{fmt(epoch / floor if epoch and floor else None, '.2f')}×**"]
+            if has_torch:
+                row += [fmt(gflop / torch_epoch_s if torch_epoch_s else None, ".0f"),
+                        fmt(torch_epoch_s / floor if torch_epoch_s and floor else None, ".2f") + "×"]
+            lines.append("| " + " | ".join(row) + " |")
+    if peaks:
+        lines += ["", f"Large square float32 GEMM ({peak_size}³) in numpy: {statistics.median(peaks):.0f} "
+                      "GFLOP/s (median): the practical BLAS peak of this machine."]
+    shapes = [r["shapes"] for runs in data["gemm"].get("mlp", {}).values() for r in runs
+              if "shapes" in r][:1] + \
+             [r["shapes"] for runs in data["gemm"].get("cnn", {}).values() for r in runs
+              if "shapes" in r][:1]
+    if shapes:
+        lines.append("GEMM shapes per step (M, K, N): " + "; ".join(
+            str([tuple(s) for s in sh]) for sh in shapes) + ". FLOPs count forward, weight "
+            "gradient, and the input gradient of every layer but the first.")
+
+    lines += ["", f"## Per-step overhead (MLP, {args.step_samples} samples per run)", "",
+              "| framework | batch 32: µs/step | µs/sample | batch 512: µs/step | µs/sample "
+              "| fixed cost per step (µs) |", "|---|---|---|---|---|---|"]
+    for name, per_batch in data["steps"].items():
+        per_step = {}
+        for b in (32, 512):
+            runs = [r for r in per_batch.get(b, []) if "seconds" in r]
+            per_step[b] = statistics.median(r["seconds"] / r["steps"] for r in runs) if runs else None
+        overhead = None
+        if per_step[32] and per_step[512]:
+            per_sample = (per_step[512] - per_step[32]) / (512 - 32)
+            overhead = per_step[32] - 32 * per_sample
+        lines.append("| " + " | ".join([name] + [
+            x for b in (32, 512) for x in (fmt(per_step[b] and per_step[b] * 1e6, ".0f"),
+                                           fmt(per_step[b] and per_step[b] * 1e6 / b, ".2f"))]
+            + [fmt(overhead and overhead * 1e6, ".0f")]) + " |")
+    lines += ["", "Fixed cost per step: t(b) = overhead + b · per-sample, solved through batch 32 and "
+                  "512 (what a step costs apart from the arithmetic)."]
+
+    lines += ["", f"## Import time (fresh process, bytecode cached, median of {args.import_repeats})",
+              "", "| variant | `import numpy` s | `import tinynn` s (numpy included) | heavy modules "
+              "pulled in by `import tinynn` |", "|---|---|---|---|"]
+    for name, imp in data["imports"].items():
+        heavy = imp["tinynn"]["heavy"]
+        lines.append(f"| {name} | {imp['numpy']['seconds']:.3f} | {imp['tinynn']['seconds']:.3f} | "
+                     f"{', '.join(heavy) if heavy else 'none (no matplotlib, ipywidgets, tqdm, torch)'} |")
+
+    lines += ["", "## Targets (issue 7)", ""] + targets(data, has_torch)
+    return "\n".join(lines) + "\n"
+
+
+def busy_warning(data):
+    """A loud note when other jobs shared the cores: the numbers are then not this code's."""
+    load = data["load_before"][0]
+    if load < 0.5 * (os.cpu_count() or 1) and not data["busy_starts"]:
+        return []
+    return [f"> **Busy machine** (load average {load:.1f} on {os.cpu_count()} cores at the start; "
+            f"{data['busy_starts']} of {data['starts']} measurements started while other tasks "
+            "wanted a CPU): other jobs shared the cores, so numbers are inflated and noisy (look "
+            "for outliers among the pairs). Threaded BLAS "
+            "suffers most: when a GEMM's worker thread is descheduled the others wait, and small "
+            "products slow down by 10–100×. Rerun when the machine is quiet.", ""]
+
+
+def _error(runs):
+    errors = {r["error"] for r in runs if "error" in r}
+    return f" ({'; '.join(sorted(errors))})" if errors else ""
+
+
+def targets(data, has_torch):
+    out = []
+
+    def check(ok, text):
+        out.append(f"- {'✔' if ok else '✘'} {text}" if ok is not None else f"- (not measured) {text}")
+
+    mlp = data["epochs"].get("mlp", {})
+    ratios = pair_ratios(mlp.get("tinynn", []), mlp.get("PyTorch", [])) if has_torch else []
+    r = statistics.median(ratios) if ratios else None
+    check(None if r is None else r <= 0.8,
+          f"MLP epoch tinynn/PyTorch ≤ 0.8 (stretch 0.6): {fmt(r, '.2f')}")
+    floor, epoch = med(data["gemm"].get("mlp", {}).get("tinynn", [])), med(mlp.get("tinynn", []))
+    check(None if not (floor and epoch) else epoch / floor <= 3,
+          f"MLP epoch within 3× the GEMM floor: {fmt(epoch and floor and epoch / floor, '.2f')}×")
+    cnn = data["epochs"].get("cnn", {})
+    ratios = pair_ratios(cnn.get("tinynn", []), cnn.get("PyTorch", [])) if has_torch else []
+    r = statistics.median(ratios) if ratios else None
+    check(None if r is None else r <= 1.5,
+          f"CNN epoch tinynn/PyTorch ≤ 1.5 (stretch 1.0): {fmt(r, '.2f')}")
+    steps = {}
+    for name in ("tinynn", "PyTorch"):
+        runs = [x for x in data["steps"].get(name, {}).get(32, []) if "seconds" in x]
+        steps[name] = statistics.median(x["seconds"] / x["steps"] for x in runs) if runs else None
+    check(None if not (steps["tinynn"] and steps["PyTorch"]) else steps["tinynn"] <= steps["PyTorch"],
+          f"per-step time at batch 32 no worse than PyTorch's: tinynn "
+          f"{fmt(steps['tinynn'] and steps['tinynn'] * 1e6, '.0f')} µs vs PyTorch "
+          f"{fmt(steps['PyTorch'] and steps['PyTorch'] * 1e6, '.0f')} µs")
+    imp = data["imports"]["tinynn"]["tinynn"]
+    check(imp["seconds"] < 0.3 and not {"matplotlib", "ipywidgets"} & set(imp["heavy"]),
+          f"`import tinynn` < 0.3 s without matplotlib/ipywidgets: {imp['seconds']:.3f} s, "
+          f"heavy modules: {', '.join(imp['heavy']) or 'none'}")
+    return out
+
+
+# =========================================================================== command line
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--quick", action="store_true", help="tiny sizes and one repeat (smoke test)")
+    p.add_argument("--repeats", type=int, default=None, help="A/B pairs per measurement (default 3)")
+    p.add_argument("--models", default="mlp,cnn", help="comma-separated: mlp,cnn (default both)")
+    p.add_argument("--samples", type=int, default=None, help="samples per epoch (default 60000)")
+    p.add_argument("--no-torch", dest="torch", action="store_false",
+                   help="skip PyTorch even if it is installed")
+    p.add_argument("--wait-quiet", type=float, default=0, metavar="SECONDS",
+                   help="before each measurement, wait up to SECONDS for other jobs to leave the "
+                        "CPU idle (on a shared machine)")
+    p.add_argument("--out", default=str(ROOT / "benchmarks" / "RESULTS.md"),
+                   help="markdown file to write (default benchmarks/RESULTS.md)")
+    p.add_argument("--worker", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.worker:
+        return worker(json.loads(args.worker))
+    args.models = [m.strip() for m in args.models.split(",") if m.strip()]
+    if unknown := set(args.models) - {"mlp", "cnn"}:
+        p.error(f"unknown model(s) {sorted(unknown)}; choose from mlp, cnn")
+    args.repeats = args.repeats or (1 if args.quick else 3)
+    # epochs per run, the fastest counts: other jobs only ever add time
+    args.epochs = {"mlp": 1, "cnn": 1} if args.quick else {"mlp": 3, "cnn": 2}
+    args.samples = args.samples or (256 if args.quick else 60000)
+    args.step_samples = 512 if args.quick else 16384
+    args.import_repeats = 1 if args.quick else 7
+    if args.torch and not torch_available():
+        say("PyTorch is not installed: measuring tinynn only (pip install torch to compare)")
+        args.torch = False
+    command = "python benchmarks/bench.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    data = measure(args)
+    text = report(data, args, command.strip())
+    Path(args.out).write_text(text)
+    print(text)
+    say(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
