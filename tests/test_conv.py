@@ -199,8 +199,11 @@ def test_conv2d_outputs_do_not_alias_between_steps():
     assert np.array_equal(y1, y1_copy) and np.array_equal(dx1, dx1_copy)
 
 
-def test_conv2d_backward_needs_a_training_forward():
-    layer = Conv2D(2, 3)
+@pytest.mark.parametrize("make", [lambda: Conv2D(2, 3), lambda: MaxPool2D(2)])
+def test_backward_needs_a_training_forward(make):
+    layer = make()
+    with pytest.raises(RuntimeError, match="training=True"):
+        layer.backward(np.ones((1, 2, 2, 2)))
     y = layer.forward(np.zeros((1, 4, 4, 1)), training=False)
     with pytest.raises(RuntimeError, match="training=True"):
         layer.backward(np.ones_like(y))
@@ -240,8 +243,9 @@ def test_pool_gradcheck_and_forward(seed, kind, pool, stride, batch, height, wid
     layer_class, reduce = POOLS[kind]
     layer = layer_class(pool, stride)
     x = data_rng(seed).standard_normal((batch, height, width, channels))
-    y = layer.forward(x)
-    np.testing.assert_allclose(y, pool_reference(x, pool, stride, reduce), rtol=1e-12, atol=1e-15)
+    expected = pool_reference(x, pool, stride, reduce)
+    np.testing.assert_allclose(layer.forward(x, training=False), expected, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(layer.forward(x), expected, rtol=1e-12, atol=1e-15)
     assert tn.gradcheck(layer, x)["input"] < GRAD_TOL
 
 
@@ -320,6 +324,23 @@ def test_batchnorm_running_statistics_and_inference():
     np.testing.assert_allclose(layer.forward(x[:1], training=False), expected[:1], rtol=1e-12)
     # ... and does not move the running statistics.
     np.testing.assert_allclose(layer.running_mean, mean, rtol=1e-12)
+
+
+def test_batchnorm_keeps_running_statistics_apart_from_parameters():
+    layer = BatchNorm()
+    layer.forward(np.random.default_rng(9).standard_normal((6, 3)) + 2)
+    assert set(layer.params) == set(layer.grads) == {"gamma", "beta"}  # what optimizers update
+    assert set(layer.state) == {"running_mean", "running_var"}
+    saved = {**{k: v.copy() for k, v in layer.params.items()},
+             **{k: v.copy() for k, v in layer.state.items()}}
+    twin = BatchNorm()
+    twin.load_params(saved)  # parameters and running statistics, as a model file could hold them
+    x = np.random.default_rng(10).standard_normal((4, 3))
+    np.testing.assert_array_equal(twin.forward(x, training=False), layer.forward(x, training=False))
+    fresh = BatchNorm()
+    fresh.load_params({k: v for k, v in saved.items() if k in ("gamma", "beta")})
+    assert np.array_equal(fresh.running_mean, np.zeros(3))
+    assert np.array_equal(fresh.running_var, np.ones(3))
 
 
 # ---------------------------------------------------------------- errors and dtypes
@@ -422,6 +443,17 @@ def test_a_small_cnn_learns_oriented_bars():
     assert history["loss"][-1] < 0.3 * history["loss"][0]
     after = model.evaluate(x[300:], y[300:])
     assert after["loss"] < 0.3 * before["loss"] and after["accuracy"] >= 0.95
+
+
+def test_the_command_line_cnn_maps_mnist_images_to_ten_scores():
+    from tinynn.__main__ import build_cnn
+    tn.seed(0)
+    net = build_cnn()
+    x = np.random.default_rng(12).random((3, 28, 28, 1), dtype=np.float32)
+    assert net.forward(x, training=False).shape == (3, 10)
+    y = net.forward(x)
+    assert y.shape == (3, 10) and y.dtype == np.float32
+    assert net.backward(np.ones_like(y)).shape == x.shape
 
 
 def test_a_cnn_with_batchnorm_trains_and_round_trips_through_save_and_load(tmp_path):
