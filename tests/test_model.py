@@ -120,6 +120,39 @@ def test_train_step_predict_and_evaluate():
     assert model.predict(x.astype(np.float64)).dtype == np.float32  # cast to the net's dtype
 
 
+def conv_first_net():
+    from tinynn.conv import Conv2D, MaxPool2D
+    return tn.Net([Conv2D(4, 3, padding="same"), MaxPool2D(2), tn.ReLU(), tn.Flatten(), tn.Dense(3)])
+
+
+@pytest.mark.parametrize("make_net, shape", [
+    (lambda: tn.Net([tn.Dense(6), tn.ReLU(), tn.Dense(3)]), (8, 5)),
+    (conv_first_net, (8, 6, 6, 1)),
+    (conv_first_net, (8, 6, 6, 2)),
+], ids=["dense_first", "conv_first_one_channel", "conv_first_two_channels"])
+def test_train_step_skips_only_the_unused_input_gradient(make_net, shape, monkeypatch):
+    """Model fills the first layer's parameter gradients without computing dL/d(data): the
+    update must be exactly that of net.backward followed by optimizer.step."""
+    gen = np.random.default_rng(3)
+    x = gen.standard_normal(shape).astype(np.float32)
+    y = gen.integers(0, 3, len(x))
+    models = []
+    for _ in range(2):
+        tn.seed(5)
+        models.append(tn.Model(make_net(), tn.SoftmaxCrossEntropy(), tn.Adam(lr=1e-2)))
+        models[-1].predict(x)  # builds the lazy layers now, from the same seed
+    shortcut, reference = models
+    for _ in range(3):  # the reference: the textbook step
+        value, grad = reference.loss(reference.net.forward(x), y)
+        reference.net.backward(grad)
+        reference.optimizer.step(reference.net.params, reference.net.grads)
+    first = shortcut.net.layers[0]
+    monkeypatch.setattr(first, "backward", lambda grad: pytest.fail("computed dL/d(data)"))
+    for _ in range(3):
+        shortcut.train_step(x, y)
+    assert params_equal(shortcut.net.get_params(), reference.net.get_params())
+
+
 def test_epochs_zero_trains_nothing():
     x, y = toy_data(n=10)
     model = small_classifier()
