@@ -8,6 +8,7 @@ and optimizer state are exactly as before and that it still predicts.
 """
 import json
 import os
+import signal
 import zipfile
 
 import numpy as np
@@ -267,6 +268,8 @@ CASES = [
     ("parameter_with_nan", lambda e: e.load(e.tampered("nan.npz", param__0__b=np.full(8, np.nan, F32))),
      tn.DataError, ["param.0.b", "finite"]),
     ("save_before_build", fresh_unbuilt_save, tn.ConfigError, ["no parameters yet", "predict once"]),
+    ("save_into_a_missing_folder", lambda e: e.model.save(e.tmp / "runs" / "model.npz"),
+     tn.DataError, ["Model.save", "runs", "does not exist", "os.makedirs"]),
 ]
 
 
@@ -318,6 +321,52 @@ def test_keyboard_interrupt_mid_epoch_keeps_history_and_a_usable_model(tmp_path,
     assert all(np.isfinite(p).all() for p in env.net.params)
     assert np.isfinite(env.model.predict(env.x)).all()
     assert len(env.fit(epochs=1)["step_loss"]) == 4  # and training can simply continue
+
+
+class InterruptMidStep(tn.Adam):
+    """Adam that receives a real Ctrl-C (SIGINT) between updating two parameters."""
+
+    def __init__(self, at_step):
+        super().__init__(lr=1e-2)
+        self.at_step = at_step
+
+    def update(self, i, param, grad):
+        super().update(i, param, grad)
+        if self.t == self.at_step and i == 0:
+            os.kill(os.getpid(), signal.SIGINT)
+
+
+def test_ctrl_c_during_an_optimizer_step_lets_the_step_finish(tmp_path):
+    def run(optimizer):
+        tn.seed(0)
+        model = tn.Model(tn.Net([tn.Dense(8), tn.ReLU(), tn.Dense(3)]),
+                         tn.SoftmaxCrossEntropy(), optimizer)
+        x, y = toy_data(n=20)
+        return model, model.fit(x, y, epochs=3, batch_size=5, seed=0)
+
+    interrupted, history = run(InterruptMidStep(at_step=6))
+    assert history["stopped"] == "interrupted after 6 steps"  # the 6th step finished, logged
+    assert len(history["step_loss"]) == 6
+    assert interrupted.optimizer.t == 6
+    reference, _ = run(tn.Adam(lr=1e-2))
+    # the state six whole steps give: train a twin for exactly those six steps
+    tn.seed(0)
+    twin = tn.Model(tn.Net([tn.Dense(8), tn.ReLU(), tn.Dense(3)]), tn.SoftmaxCrossEntropy(),
+                    tn.Adam(lr=1e-2))
+    x, y = toy_data(n=20)
+    twin.fit(x, y, epochs=3, batch_size=5, seed=0, callbacks=[StopAfter(6)])
+    assert params_equal(interrupted.net.get_params(), twin.net.get_params())
+    assert not params_equal(interrupted.net.get_params(), reference.net.get_params())
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
+
+
+class StopAfter(tn.Callback):
+    def __init__(self, steps):
+        self.steps = steps
+
+    def on_batch_end(self, model, step, logs):
+        if step == self.steps:
+            model.stop_training = True
 
 
 def crash(*args, **kwargs):

@@ -9,7 +9,9 @@ One training step is the whole story of deep learning:
 import json
 import math
 import os
+import signal
 import tempfile
+import threading
 import warnings
 from pathlib import Path
 
@@ -22,6 +24,47 @@ from .metrics import accuracy
 from .net import Net
 
 FORMAT_VERSION = 1
+
+
+class _HoldCtrlC:
+    """A training loop's guard against half-done steps: while ``busy`` is set (in the middle
+    of a step), a Ctrl-C (SIGINT) is held; ``release()`` ends the step and then raises it as
+    usual. The handler is installed once per ``with`` block, not per step: changing it is a
+    system call. Only the main thread receives signals (a notebook cell runs there);
+    elsewhere, or under a handler Python cannot restore, the guard does nothing."""
+
+    def __init__(self):
+        self.busy = self.held = False
+        self.previous = None
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread() \
+                and signal.getsignal(signal.SIGINT) is not None:
+            self.previous = signal.signal(signal.SIGINT, self._on_ctrl_c)
+        return self
+
+    def __exit__(self, *exc_info):
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+
+    def _on_ctrl_c(self, signum, frame):
+        if self.busy:
+            self.held = True
+        else:
+            self._interrupt(signum, frame)
+
+    def _interrupt(self, signum, frame):
+        if callable(self.previous):
+            self.previous(signum, frame)  # the usual handler: raises KeyboardInterrupt
+        elif self.previous != signal.SIG_IGN:
+            raise KeyboardInterrupt
+
+    def release(self):
+        """The step is over: act on a Ctrl-C that arrived during it."""
+        self.busy = False
+        if self.held:
+            self.held = False
+            self._interrupt(signal.SIGINT, None)
 
 
 class Callback:
@@ -56,7 +99,12 @@ class Model:
         """Forward, loss, backward, update on one batch; returns the batch loss. A non-finite
         loss skips the update, so the parameters stay as they were."""
         x = self._as_input(x, "x")
-        return self._train_batch(x, self._as_target(y, len(x)))[0]
+        y = self._as_target(y, len(x))
+        with _HoldCtrlC() as ctrl_c:  # a Ctrl-C waits for the step: never half an update
+            ctrl_c.busy = True
+            value = self._train_batch(x, y)[0]
+            ctrl_c.release()
+        return value
 
     def _train_batch(self, x, y):
         pred = self.net.forward(x, training=True)
@@ -108,7 +156,8 @@ class Model:
         A NaN/inf loss stops training and rolls the parameters back to the start of the latest
         epoch whose first step still had a finite loss (and resets the optimizer), so a lower
         learning rate can carry on from there. Ctrl-C (or a dashboard's Stop) ends training
-        cleanly, keeping the history up to that point."""
+        cleanly, keeping the history up to that point; a Ctrl-C in the middle of a step waits
+        for the step to finish, so no parameter update is ever half done."""
         x, y, validation = self._check_fit_args(x, y, epochs, batch_size, validation)
         batches = BatchIterator(x, y, batch_size, shuffle=shuffle, seed=seed)
         history = {"loss": [], "step_loss": [], "stopped": None}
@@ -119,11 +168,13 @@ class Model:
         for cb in callbacks:
             cb.on_train_begin(self)
         try:
-            for epoch in range(epochs):
-                self._run_epoch(epoch, epochs, batches, validation, callbacks, progress)
-                if self.stop_training:
-                    history["stopped"] = history["stopped"] or f"stopped by a callback in epoch {epoch + 1}"
-                    break
+            with _HoldCtrlC() as self._ctrl_c:
+                for epoch in range(epochs):
+                    self._run_epoch(epoch, epochs, batches, validation, callbacks, progress)
+                    if self.stop_training:
+                        history["stopped"] = (history["stopped"]
+                                              or f"stopped by a callback in epoch {epoch + 1}")
+                        break
         except KeyboardInterrupt:
             history["stopped"] = f"interrupted after {len(history['step_loss'])} steps"
             print(f"Training {history['stopped']}; the model keeps its last parameters.")
@@ -139,8 +190,10 @@ class Model:
         total_loss, correct, seen = 0.0, 0, 0
         bar = _progress_bar(batches, f"epoch {epoch + 1}/{epochs}", progress)
         for xb, yb in bar:
+            self._ctrl_c.busy = True  # a Ctrl-C waits for the step and its record (see fit)
             value, pred = self._train_batch(xb, yb)
             history["step_loss"].append(value)
+            self._ctrl_c.release()
             if not math.isfinite(value):
                 self._diverged(epoch, (epoch, snapshot) if seen else self._last_good)
                 return
@@ -240,6 +293,9 @@ class Model:
         if not params:
             raise ConfigError("Model.save: the net has no parameters yet (lazy layers are built "
                               "on the first forward); train or predict once before saving")
+        if not path.parent.is_dir():
+            raise DataError(f"Model.save: folder {path.parent} does not exist; create it first, "
+                            f"e.g. os.makedirs({str(path.parent)!r})")
         arrays = {f"param.{name}": value for name, value in params.items()}
         arrays["format_version"] = np.array(FORMAT_VERSION)
         arrays["architecture"] = np.array(json.dumps(self.net.architecture()))
