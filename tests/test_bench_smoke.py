@@ -38,6 +38,10 @@ def test_quick_benchmark_writes_the_results_table(tmp_path):
     assert "tinynn" in steps and len(steps["tinynn"]) == 6
     float(steps["tinynn"][1])
 
+    checks = {row[0]: row for row in table_rows(text, "Input checks")}
+    assert set(checks) == {"mlp", "cnn"}  # issue 8: validation cost stated for both models
+    assert all(row[2].endswith("%") and row[4].endswith("%") for row in checks.values())
+
     (imports,) = [row for row in table_rows(text, "Import time") if row[0] == "tinynn"]
     assert imports[3].startswith("none")  # import tinynn pulls in no matplotlib, ipywidgets, ...
 
