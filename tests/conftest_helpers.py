@@ -4,9 +4,11 @@ The forward-formula helpers compare a tinynn layer or loss with a reference writ
 in the tests (element by element with Python's ``math``), so a wrong constant in tinynn cannot hide
 behind a derivative that is consistent with it: gradcheck would pass, these would not.
 """
+import contextlib
 import math
 
 import numpy as np
+import pytest
 
 import tinynn as tn
 
@@ -87,3 +89,24 @@ def toy_data(n=60, features=4, classes=3, seed=0):
 def params_equal(a, b):
     """Two get_params() dicts hold the same names and bitwise-equal arrays."""
     return a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+
+
+def offline_mnist(monkeypatch):
+    """MNIST from the cache or the local mirror (never the network); skips the test where
+    neither exists. The root conftest.py points TINYNN_DATA_MIRROR at ../shared/data."""
+    import tinynn.data
+    monkeypatch.setattr(tinynn.data, "MIRRORS", ())
+    try:
+        return tinynn.data.load_mnist(progress=False)
+    except tn.DataError as err:
+        pytest.skip(f"MNIST is not available offline here (no cache, no local mirror): {err}")
+
+
+def one_blas_thread():
+    """Limit BLAS to one thread if threadpoolctl is there. These matmuls are small: on a busy
+    2-core CI box a multi-threaded OpenBLAS spins and costs ~10× the CPU time for no speed-up."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=1, user_api="blas")

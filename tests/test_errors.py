@@ -268,6 +268,8 @@ CASES = [
     ("parameter_with_nan", lambda e: e.load(e.tampered("nan.npz", param__0__b=np.full(8, np.nan, F32))),
      tn.DataError, ["param.0.b", "finite"]),
     ("save_before_build", fresh_unbuilt_save, tn.ConfigError, ["no parameters yet", "predict once"]),
+    ("average_weights_decay_of_one", lambda e: tn.AverageWeights(decay=1),
+     tn.ConfigError, ["AverageWeights", "decay", "between 0 and 1", "got 1"]),
     ("save_into_a_missing_folder", lambda e: e.model.save(e.tmp / "runs" / "model.npz"),
      tn.DataError, ["Model.save", "runs", "does not exist", "os.makedirs"]),
 ]

@@ -1,14 +1,13 @@
 """Net and Model: lazy building, parameters in and out, fit and its history, callbacks,
 reproducibility, save/load, and a real MNIST run."""
-import contextlib
 import os
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 import tinynn as tn
-from conftest_helpers import params_equal, small_classifier, toy_data
+from conftest_helpers import (offline_mnist, one_blas_thread, params_equal, small_classifier,
+                              toy_data)
 
 
 # ------------------------------------------------------------------ Net
@@ -151,6 +150,42 @@ def test_train_step_skips_only_the_unused_input_gradient(make_net, shape, monkey
     for _ in range(3):
         shortcut.train_step(x, y)
     assert params_equal(shortcut.net.get_params(), reference.net.get_params())
+
+
+class RecordParams(tn.Callback):
+    def on_train_begin(self, model):
+        self.seen = [model.net.get_params()]
+
+    def on_batch_end(self, model, step, logs):
+        self.seen.append(model.net.get_params())
+
+
+def test_average_weights_puts_the_moving_average_into_the_net():
+    x, y = toy_data(n=40)
+    tn.seed(0)
+    model = small_classifier()
+    recorder, averager = RecordParams(), tn.AverageWeights(decay=0.7)
+    model.fit(x, y, epochs=3, batch_size=10, callbacks=[recorder, averager])
+    assert len(recorder.seen) == 13  # the start and 12 steps
+    expected = {name: value.astype(np.float64) for name, value in recorder.seen[0].items()}
+    for params in recorder.seen[1:]:  # a_t = 0.7·a_(t−1) + 0.3·θ_t, written out by hand
+        expected = {name: 0.7 * expected[name] + 0.3 * params[name] for name in expected}
+    final = model.net.get_params()
+    for name in expected:
+        np.testing.assert_allclose(final[name], expected[name], rtol=1e-5, atol=1e-6)
+    assert not params_equal(final, recorder.seen[-1])  # not simply the last step's weights
+
+
+def test_average_weights_is_not_used_after_a_divergence():
+    x, y = toy_data(n=40)
+    tn.seed(0)
+    model = small_classifier(optimizer=tn.SGD(lr=1e6))
+    recorder = RecordParams()
+    with np.errstate(all="ignore"), pytest.warns(RuntimeWarning, match="learning rate"):
+        history = model.fit(x, y, epochs=3, batch_size=10,
+                            callbacks=[recorder, tn.AverageWeights(0.9)])
+    assert history["stopped"].startswith("diverged")
+    assert params_equal(model.net.get_params(), recorder.seen[0])  # rolled back, not averaged
 
 
 def test_epochs_zero_trains_nothing():
@@ -303,28 +338,10 @@ def test_loading_into_a_different_architecture_names_both(trained):
 
 
 # ------------------------------------------------------------------ real MNIST
-def one_blas_thread():
-    """Limit BLAS to one thread if threadpoolctl is there. These matmuls are small: on a busy
-    2-core CI box a multi-threaded OpenBLAS spins and costs ~10× the CPU time for no speed-up."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        return contextlib.nullcontext()
-    return threadpool_limits(limits=1, user_api="blas")
-
-
 def test_mnist_mlp_reaches_97_percent(monkeypatch):
     """784-200-100-10 ReLU MLP, Adam 1e-3, batch 128: ≥ 97% test accuracy after 3 epochs
     (2 epochs land at 96.8–97.1% depending on the seed: too close to the line)."""
-    import tinynn.data
-    if not os.environ.get("TINYNN_DATA_MIRROR"):
-        monkeypatch.setenv("TINYNN_DATA_MIRROR",
-                           str(Path(__file__).resolve().parents[2] / "shared" / "data"))
-    monkeypatch.setattr(tinynn.data, "MIRRORS", ())  # the cache or the local mirror: no network
-    try:
-        (x_train, y_train), (x_test, y_test) = tinynn.data.load_mnist(progress=False)
-    except tn.DataError as err:
-        pytest.skip(f"MNIST is not available offline here (no cache, no local mirror): {err}")
+    (x_train, y_train), (x_test, y_test) = offline_mnist(monkeypatch)
     tn.seed(0)
     net = tn.Net([tn.Dense(200), tn.ReLU(), tn.Dense(100), tn.ReLU(), tn.Dense(10)])
     model = tn.Model(net, tn.SoftmaxCrossEntropy(), tn.Adam(lr=1e-3))

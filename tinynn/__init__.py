@@ -16,7 +16,7 @@ from .layers import (GELU, Dense, Dropout, Flatten, Layer, LeakyReLU, ReLU, Sigm
                      Tanh)
 from .losses import MSE, Loss, SigmoidCrossEntropy, SoftmaxCrossEntropy
 from .metrics import accuracy, confusion_matrix
-from .model import Callback, Model
+from .model import AverageWeights, Callback, Model
 from .net import Net
 from .optimizers import (SGD, Adam, CosineDecay, ExponentialDecay, Momentum, Optimizer, RMSProp,
                          Schedule, StepDecay, WarmUp)

@@ -58,11 +58,16 @@ def train(args):
     model = tn.Model(build(), tn.SoftmaxCrossEntropy(), tn.optimizers.get(args.optimizer, lr=args.lr))
     print(f"training a {args.model} on {len(x_train)} MNIST digits: {epochs} epochs, batch "
           f"{args.batch_size}, {args.optimizer} lr {args.lr:g}, seed {args.seed}", flush=True)
+    callbacks = [EpochReport()]
+    if args.average:
+        callbacks.append(tn.AverageWeights(args.average))
     history = model.fit(x_train, y_train, epochs=epochs, batch_size=args.batch_size,
-                        validation=(x_test, y_test), callbacks=[EpochReport()],
-                        progress=not args.quiet)
+                        validation=(x_test, y_test), callbacks=callbacks, progress=not args.quiet)
     if history["stopped"]:
         print(f"training ended early: {history['stopped']}")
+    elif args.average and epochs:
+        print(f"weights: moving average of the last ~{1 / (1 - args.average):.0f} steps "
+              f"(--average {args.average:g}; the epoch lines show the last step's weights)")
     if args.save:
         print(f"saved to {model.save(args.save)}")
     print(f"test accuracy: {100 * model.evaluate(x_test, y_test)['accuracy']:.2f}%")
@@ -90,6 +95,13 @@ def positive_int(text):
     return value
 
 
+def decay(text):
+    value = float(text)
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text}")
+    return value
+
+
 def positive_float(text):
     value = float(text)
     if not value > 0:
@@ -113,6 +125,10 @@ def parser():
     t.add_argument("--optimizer", choices=sorted(tn.optimizers.OPTIMIZERS), default="adam",
                    help="default: adam")
     t.add_argument("--lr", type=positive_float, default=1e-3, help="learning rate (default: 1e-3)")
+    t.add_argument("--average", type=decay, default=0.995, metavar="DECAY",
+                   help="evaluate an exponential moving average of the weights, which remembers "
+                        "~1/(1-DECAY) steps (tinynn.AverageWeights); 0 turns it off "
+                        "(default: 0.995)")
     t.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     t.add_argument("--save", metavar="PATH", help="save the trained model to PATH (.npz)")
     t.add_argument("--quiet", action="store_true", help="no progress bars")
