@@ -10,6 +10,8 @@ import os
 import pickle
 import socket
 import struct
+import subprocess
+import sys
 import threading
 import warnings
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -597,3 +599,25 @@ def test_toy_shapes_without_noise():
 def test_toy_bad_arguments(make, kwargs):
     with pytest.raises(ConfigError):
         make(**kwargs)
+
+
+def test_importing_tinynn_touches_no_network(tmp_path):
+    """Issue 8: no network access at import time, even with a URL mirror configured and no
+    cache: a fresh interpreter whose sockets refuse to connect imports every core module."""
+    code = "\n".join([
+        "import socket",
+        "attempts = []",
+        "def refuse(*args, **kwargs):",
+        "    attempts.append(args)",
+        "    raise OSError('network access at import time')",
+        "socket.socket.connect = socket.getaddrinfo = socket.create_connection = refuse",
+        "import tinynn, tinynn.data, tinynn.conv, tinynn.gradcheck, tinynn.exercises, tinynn.classroom",
+        "assert not attempts, attempts",
+        "print('imported without network')",
+    ])
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TINYNN_")}
+    env.update(TINYNN_DATA_MIRROR="http://mirror.invalid/mnist/", TINYNN_DATA_DIR=str(tmp_path))
+    proc = subprocess.run([sys.executable, "-c", code], env=env, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "imported without network"
