@@ -19,7 +19,7 @@ def build_cnn():
     """A convolutional net for 28×28×1 images (channels-last): a 5×5 convolution with 16 filters,
     then 3×3 ones with 32, 64 and 64 (the first two with 'same' padding and 2×2 max pooling),
     dropout and a 128-unit hidden layer; 136k parameters. ≥ 99% MNIST test accuracy in 3 epochs
-    of Adam 1e-3, batch 128 (seed 0: 99.05%, and 99.15% with the command line's weight averaging).
+    of Adam 1e-3, batch 128 (seed 0: 99.05%; 99.15% with the command line's weight averaging).
 
     Pooling comes before the ReLU: max pooling and ReLU commute (both are monotone), so the
     network computes exactly the same function, but the ReLU then runs on 4× fewer numbers."""
