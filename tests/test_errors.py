@@ -338,27 +338,19 @@ class InterruptMidStep(tn.Adam):
             os.kill(os.getpid(), signal.SIGINT)
 
 
-def test_ctrl_c_during_an_optimizer_step_lets_the_step_finish(tmp_path):
-    def run(optimizer):
+def test_ctrl_c_during_an_optimizer_step_lets_the_step_finish():
+    def run(optimizer, callbacks=()):
         tn.seed(0)
         model = tn.Model(tn.Net([tn.Dense(8), tn.ReLU(), tn.Dense(3)]),
                          tn.SoftmaxCrossEntropy(), optimizer)
         x, y = toy_data(n=20)
-        return model, model.fit(x, y, epochs=3, batch_size=5, seed=0)
+        return model, model.fit(x, y, epochs=3, batch_size=5, seed=0, callbacks=callbacks)
 
     interrupted, history = run(InterruptMidStep(at_step=6))
     assert history["stopped"] == "interrupted after 6 steps"  # the 6th step finished, logged
-    assert len(history["step_loss"]) == 6
-    assert interrupted.optimizer.t == 6
-    reference, _ = run(tn.Adam(lr=1e-2))
-    # the state six whole steps give: train a twin for exactly those six steps
-    tn.seed(0)
-    twin = tn.Model(tn.Net([tn.Dense(8), tn.ReLU(), tn.Dense(3)]), tn.SoftmaxCrossEntropy(),
-                    tn.Adam(lr=1e-2))
-    x, y = toy_data(n=20)
-    twin.fit(x, y, epochs=3, batch_size=5, seed=0, callbacks=[StopAfter(6)])
+    assert len(history["step_loss"]) == 6 and interrupted.optimizer.t == 6
+    twin, _ = run(tn.Adam(lr=1e-2), [StopAfter(6)])  # exactly six whole steps, no interrupt
     assert params_equal(interrupted.net.get_params(), twin.net.get_params())
-    assert not params_equal(interrupted.net.get_params(), reference.net.get_params())
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
 
 
