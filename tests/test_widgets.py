@@ -119,6 +119,24 @@ def test_stop_ends_a_background_run_early_and_leaves_a_working_model(moons):
     assert not lab.train_button.disabled and lab.stop_button.disabled
 
 
+def test_stop_that_lands_while_the_plot_redraws_is_still_reported(moons):
+    # Stop can arrive at any moment of a step; the slowest moment is the redraw, after the
+    # callback has already looked for a Stop request (a CI run once lost the note this way)
+    (x, y), _ = moons
+    lab = LearningRateLab(x, y, hidden=(8,), lr=0.01, batch_size=16, epochs=5)
+    tick = lab._tick
+
+    def tick_then_stop(step, describe):
+        tick(step, describe)
+        if step == 3:
+            lab.stop()
+
+    lab._tick = tick_then_stop
+    run = lab.train(wait=True)
+    assert run.steps == 3 and run.stopped_by_user, run.summary()
+    assert "(stopped after 3 of 65 steps)" in run.summary()
+
+
 def test_slider_changes_the_rate_of_a_run_in_progress(moons):
     (x, y), _ = moons
     lab = LearningRateLab(np.tile(x, (10, 1)), np.tile(y, 10), hidden=(8,), lr=0.01,

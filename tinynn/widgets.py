@@ -334,8 +334,6 @@ class _Live(Callback):
     def on_batch_end(self, model, step, logs):
         if self.dashboard._stop.is_set():
             model.stop_training = True
-            if self.run is not None:
-                self.run.stopped_by_user = True
         self.dashboard._tick(step, self.describe)
 
 
@@ -536,6 +534,9 @@ class LearningRateLab(_Dashboard):
         def job():
             model.fit(self.x, self.y, epochs=settings["epochs"], batch_size=settings["batch_size"],
                       validation=self.validation, seed=self.seed, callbacks=[_Live(self, describe, run)])
+            # asked after fit, not inside it: Stop may land at any moment of a step
+            run.stopped_by_user = (self._stop.is_set() and not run.diverged
+                                   and run.steps < run.planned_steps)
             self.progress.value = run.steps
             self._redraw()
             self._say(run.summary())
