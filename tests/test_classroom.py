@@ -1,4 +1,4 @@
-"""Tests for tinynn.classroom: student notebooks generated from the course notebooks.
+"""Tests for tinynn.course.classroom: student notebooks generated from the course notebooks.
 
 The first part uses small synthetic notebooks; the second runs over every course notebook in
 notebooks/: its student version must execute top to bottom (each check saying "not yet
@@ -12,7 +12,7 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
-from tinynn.classroom import make_student_notebook, write_student_notebooks
+from tinynn.course.classroom import make_student_notebook, write_student_notebooks
 from tinynn.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]

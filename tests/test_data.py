@@ -611,7 +611,7 @@ def test_importing_tinynn_touches_no_network(tmp_path):
         "    attempts.append(args)",
         "    raise OSError('network access at import time')",
         "socket.socket.connect = socket.getaddrinfo = socket.create_connection = refuse",
-        "import tinynn, tinynn.data, tinynn.conv, tinynn.gradcheck, tinynn.exercises, tinynn.classroom",
+        "import tinynn, tinynn.data, tinynn.conv, tinynn.gradcheck, tinynn.course.exercises, tinynn.course.classroom",
         "assert not attempts, attempts",
         "print('imported without network')",
     ])

@@ -1,4 +1,4 @@
-"""Tests for tinynn.exercises: every planted mistake is named, correct code passes, nothing raises.
+"""Tests for tinynn.course.exercises: every planted mistake is named, correct code passes, nothing raises.
 
 Each table row is (buggy implementation, a keyword the printed diagnosis must contain). The
 implementations are what students really write; the keyword is the part of the message that
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import tinynn as tn
-from tinynn.exercises import (check_function, check_layer, check_loss, check_model_step,
+from tinynn.course.exercises import (check_function, check_layer, check_loss, check_model_step,
                               check_optimizer)
 
 NOT_DONE = "not yet implemented"

@@ -48,6 +48,6 @@ def test_shaped_like_a_lesson(path):
     text = "\n".join("".join(c["source"]) for c in nb["cells"])
     assert "### BEGIN SOLUTION" in text and "### END SOLUTION" in text, \
         f"{path.name}: needs at least one exercise in solution markers"
-    assert "tinynn.exercises" in text or "check_" in text, f"{path.name}: exercise without a check"
+    assert "tinynn.course.exercises" in text or "check_" in text, f"{path.name}: exercise without a check"
     assert re.search(r"summary", text, re.IGNORECASE), f"{path.name}: needs a summary"
     assert nb["metadata"].get("kernelspec", {}).get("name") == "python3"

@@ -1,4 +1,4 @@
-"""tinynn.viz: static plots return figures with the expected artists; live plots update one
+"""tinynn.course.viz: static plots return figures with the expected artists; live plots update one
 figure through a display handle and leave no pyplot figure open."""
 import subprocess
 import sys
@@ -11,7 +11,7 @@ matplotlib.use("Agg")  # headless, for this test process only (never for noteboo
 import matplotlib.pyplot as plt  # noqa: E402
 
 import tinynn as tn  # noqa: E402
-from tinynn import viz  # noqa: E402
+from tinynn.course import viz  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -52,7 +52,7 @@ def trained_toy_model(x, y, epochs=5, units=16):
 
 
 def test_importing_viz_and_widgets_loads_neither_matplotlib_nor_ipywidgets():
-    code = ("import sys, tinynn, tinynn.viz, tinynn.widgets; "
+    code = ("import sys, tinynn, tinynn.course.viz, tinynn.course.widgets; "
             "print(sorted(m for m in ('matplotlib', 'ipywidgets', 'IPython') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
@@ -132,7 +132,7 @@ def test_weight_histograms_show_parameters_and_gradients_per_layer():
 
 
 def test_lr_range_test_plot_marks_the_suggestion():
-    from tinynn.widgets import lr_range_test
+    from tinynn.course.widgets import lr_range_test
     x, y = tn.data.moons(200, noise=0.1, seed=0)
     model = trained_toy_model(x, y, epochs=0)
     result = lr_range_test(model, x, y, 1e-4, 10.0, num_steps=60, batch_size=32)

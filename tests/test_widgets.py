@@ -1,4 +1,4 @@
-"""tinynn.widgets driven from Python exactly as a user's clicks would drive them:
+"""tinynn.course.widgets driven from Python exactly as a user's clicks would drive them:
 ``slider.value = ...`` and ``button.click()``, then the effect on the model and the runs."""
 import time
 
@@ -10,8 +10,8 @@ matplotlib = pytest.importorskip("matplotlib")
 matplotlib.use("Agg")  # headless, for this test process only
 
 import tinynn as tn  # noqa: E402
-from tinynn import widgets  # noqa: E402
-from tinynn.widgets import LearningRateLab, Playground, lr_range_test  # noqa: E402
+from tinynn.course import widgets  # noqa: E402
+from tinynn.course.widgets import LearningRateLab, Playground, lr_range_test  # noqa: E402
 
 PNG = b"\x89PNG"
 

@@ -5,7 +5,7 @@
     model = tn.Model(net, tn.SoftmaxCrossEntropy(), tn.Adam(lr=1e-3))
     history = model.fit(x_train, y_train, epochs=5, batch_size=128, validation=(x_test, y_test))
 
-The core imports numpy only; plots and widgets (tinynn.viz, tinynn.widgets) load on demand.
+The core imports numpy only; the course tooling (tinynn.course: plots, widgets, exercise checks) loads on demand.
 """
 from . import data, initializers, metrics, optimizers
 from .batches import BatchIterator

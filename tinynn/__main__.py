@@ -82,7 +82,7 @@ def data(args):
 
 
 def student(args):
-    from tinynn.classroom import write_student_notebooks
+    from tinynn.course.classroom import write_student_notebooks
     for path in write_student_notebooks(args.source, args.out):
         print(f"wrote {path}")
     return 0

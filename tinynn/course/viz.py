@@ -24,8 +24,8 @@ import time
 
 import numpy as np
 
-from .metrics import as_labels, predicted_classes
-from .model import Callback
+from ..metrics import as_labels, predicted_classes
+from .. import Callback
 
 CLASS_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
                 "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")

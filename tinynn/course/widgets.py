@@ -26,15 +26,16 @@ import warnings
 
 import numpy as np
 
-from . import optimizers as optim
-from .batches import BatchIterator
-from .data import circles, moons, spirals
-from .errors import ConfigError
-from .layers import GELU, Dense, Flatten, LeakyReLU, ReLU, Sigmoid, Tanh
-from .losses import MSE, SoftmaxCrossEntropy
-from .model import Callback, Model
-from .net import Net
-from .random import seed as seed_everything
+from .. import optimizers as optim  # get() by name
+from .. import CosineDecay, StepDecay, WarmUp
+from ..batches import BatchIterator
+from ..data import circles, moons, spirals
+from ..errors import ConfigError
+from ..layers import GELU, Dense, Flatten, LeakyReLU, ReLU, Sigmoid, Tanh
+from ..losses import MSE, SoftmaxCrossEntropy
+from .. import Callback, Model
+from ..net import Net
+from ..random import seed as seed_everything
 
 ACTIVATIONS = {"relu": ReLU, "tanh": Tanh, "sigmoid": Sigmoid, "leaky_relu": LeakyReLU, "gelu": GELU}
 OPTIMIZER_NAMES = ("sgd", "momentum", "rmsprop", "adam")
@@ -62,12 +63,12 @@ def make_schedule(name, lr, total_steps):
     if name == "constant":
         return lr
     if name == "step decay":
-        return optim.StepDecay(lr, step_size=max(total_steps // 3, 1), gamma=0.1)
+        return StepDecay(lr, step_size=max(total_steps // 3, 1), gamma=0.1)
     if name == "cosine":
-        return optim.CosineDecay(lr, total_steps)
+        return CosineDecay(lr, total_steps)
     if name == "warm-up + cosine":
         warmup = max(total_steps // 10, 1)
-        return optim.WarmUp(optim.CosineDecay(lr, max(total_steps - warmup, 1)), warmup)
+        return WarmUp(CosineDecay(lr, max(total_steps - warmup, 1)), warmup)
     raise ConfigError(f"unknown schedule {name!r}; expected one of {list(SCHEDULES)}")
 
 

@@ -1,6 +1,6 @@
 """Exercise checks: the cell after each exercise in the course calls one of these.
 
-    from tinynn.exercises import check_layer
+    from tinynn.course.exercises import check_layer
     check_layer(MyDense, tn.Dense)   # prints "✔ ..." or "✘ <what is wrong>", returns True/False
 
 Each check runs your implementation next to tinynn's reference on a few small float64 inputs,
@@ -25,12 +25,12 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from . import random as tn_random
-from .gradcheck import gradcheck, relative_error
-from .layers import Dense, ReLU
-from .losses import Loss, SoftmaxCrossEntropy
-from .net import Net
-from .optimizers import SGD, Schedule
+from .. import random as tn_random
+from ..gradcheck import gradcheck, relative_error
+from ..layers import Dense, ReLU
+from ..losses import Loss, SoftmaxCrossEntropy
+from ..net import Net
+from .. import SGD, Schedule
 
 __all__ = ["check_layer", "check_loss", "check_optimizer", "check_function", "check_model_step"]
 
