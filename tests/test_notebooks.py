@@ -51,3 +51,71 @@ def test_shaped_like_a_lesson(path):
     assert "tinynn.course.exercises" in text or "check_" in text, f"{path.name}: exercise without a check"
     assert re.search(r"summary", text, re.IGNORECASE), f"{path.name}: needs a summary"
     assert nb["metadata"].get("kernelspec", {}).get("name") == "python3"
+
+
+# ------------------------------------------------------------------ portable outputs (DESIGN §6)
+MARKER = "# NBVAL_IGNORE_OUTPUT"
+# Output that is volatile by nature and teaches no number: it may leave the comparison unchecked.
+UNCHECKED_REASONS = ("download bar", "timings", "widget view")
+
+
+def ignored_cells(path):
+    cells = code_cells(path)
+    for i, cell in enumerate(cells):
+        lines = "".join(cell["source"]).splitlines()
+        if lines and lines[0] == MARKER:
+            yield lines, cells[i + 1] if i + 1 < len(cells) else None
+
+
+@pytest.mark.parametrize("path", COURSE, ids=lambda p: p.name)
+def test_nbval_markers_are_spelled_exactly(path):
+    """nbval honours a marker only on a line of its own: '# NBVAL_IGNORE_OUTPUT (why)' is
+    silently compared after all."""
+    for cell in code_cells(path):
+        for line in "".join(cell["source"]).splitlines():
+            if "NBVAL_" in line:
+                assert line.strip() in ("# NBVAL_IGNORE_OUTPUT", "# NBVAL_SKIP", "# NBVAL_RAISES_EXCEPTION"), (
+                    f"{path.name}: {line.strip()!r} — put the marker alone on its line, the reason on the next")
+
+
+@pytest.mark.parametrize("path", COURSE, ids=lambda p: p.name)
+def test_every_ignored_output_is_explained_and_checked(path):
+    """A cell whose output leaves the exact comparison says why on its second line; unless the
+    output is volatile by nature (a download bar, timings, a widget view), the next cell checks
+    what it teaches with expect(...), in a compared cell, so a false lesson still fails the test."""
+    for lines, following in ignored_cells(path):
+        reason = lines[1] if len(lines) > 1 else ""
+        assert reason.startswith("# (") and reason.endswith(")"), (
+            f"{path.name}: ignored cell {lines[2:3]} does not say why on its second line")
+        if "checked below" in reason:
+            source = "".join(following["source"]) if following else ""
+            assert "expect(" in source and MARKER not in source, (
+                f"{path.name}: ignored cell {lines[2:3]} promises a check below, but the next cell "
+                f"has no expect(...) that nbval compares")
+        else:
+            assert any(kind in reason for kind in UNCHECKED_REASONS), (
+                f"{path.name}: {reason!r}: output that teaches something must be checked below")
+
+
+def _accidental_code_blocks(markdown):
+    import mistune
+    html = mistune.html(markdown)
+    fenced = len(re.findall(r"^\s*(```|~~~)", markdown, re.MULTILINE)) // 2
+    return html.count("<pre>") - fenced
+
+
+def test_the_code_block_detector_sees_an_indented_paragraph():
+    assert _accidental_code_blocks("        # Title\n\n        Some text\n") == 1
+    assert _accidental_code_blocks("# Title\n\n```\ncode\n```\n\n- a list\n    continued\n") == 0
+
+
+@pytest.mark.parametrize("path", COURSE, ids=lambda p: p.name)
+def test_no_markdown_renders_as_a_code_block_by_accident(path):
+    """Markdown indented by 4+ spaces renders as monospace code in JupyterLab: a title, learning
+    goals and LaTeX shown as raw text. Code blocks in prose must be fenced (```)."""
+    cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
+    for i, cell in enumerate(cells):
+        if cell["cell_type"] == "markdown":
+            text = "".join(cell["source"])
+            assert _accidental_code_blocks(text) <= 0, (
+                f"{path.name} cell {i} renders indented text as code: {text[:80]!r}")

@@ -7,3 +7,6 @@
 
 The framework never imports from here; matplotlib and ipywidgets load only when something draws.
 """
+from .exercises import expect
+
+__all__ = ["expect"]
