@@ -4,7 +4,7 @@ import math
 
 import numpy as np
 
-from .errors import ConfigError
+from .errors import ConfigError, DataError, ShapeError
 
 
 def check_int(value, what, owner, minimum=1, hint=""):
@@ -50,3 +50,29 @@ def check_float_dtype(dtype, owner):
         raise ConfigError(f"{owner}: dtype must be a floating-point type such as np.float32, "
                           f"got {dtype!r}")
     return dtype
+
+
+def check_batch(x, what, owner, dtype):
+    """``x`` as a non-empty, finite batch of ``dtype`` (samples first): the data going into a
+    model, converted once on the way in; ShapeError or DataError otherwise."""
+    x = np.asarray(x)
+    if x.dtype.kind not in "fiub":
+        raise ShapeError(f"{owner}: {what} must be numeric, got dtype {x.dtype}")
+    if x.ndim < 2 or len(x) == 0:
+        raise ShapeError(f"{owner}: {what} must be a non-empty batch (samples, features...), "
+                         f"got shape {x.shape}; hint: for one sample use x[None]")
+    x = x.astype(dtype, copy=False)
+    if not np.isfinite(x).all():
+        raise DataError(f"{owner}: {what} contains NaN or inf values "
+                        f"({np.count_nonzero(~np.isfinite(x))} of {x.size}); clean the data first")
+    return x
+
+
+def check_targets(y, n, owner):
+    """``y`` as an array of ``n`` targets without NaN or inf."""
+    y = np.asarray(y)
+    if len(y) != n:
+        raise ShapeError(f"{owner}: x has {n} samples but y has {len(y)}")
+    if y.dtype.kind == "f" and not np.isfinite(y).all():
+        raise DataError(f"{owner}: targets contain NaN or inf values")
+    return y

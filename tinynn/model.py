@@ -13,8 +13,8 @@ import numpy as np
 
 from . import saving
 from .batches import BatchIterator
-from .checks import check_int
-from .errors import ConfigError, DataError, DivergenceWarning, ShapeError
+from .checks import check_batch, check_int, check_targets
+from .errors import ConfigError, DivergenceWarning
 from .interrupt import HoldCtrlC
 from .losses import SigmoidCrossEntropy, SoftmaxCrossEntropy
 from .metrics import accuracy
@@ -122,8 +122,10 @@ class Model:
             self.history["step_loss"].append(value)
             self._ctrl_c.release()
             if not math.isfinite(value):
-                return self._diverged(epoch, (epoch, snapshot) if seen else self._last_good,
-                                      snapshot)
+                # Back to the start of this epoch if it began well, else of the last one that
+                # did; with none (the very first step failed) to the net as fit found it.
+                return self._diverged(epoch, (epoch, snapshot) if seen
+                                      else self._last_good or (None, snapshot))
             total_loss, seen = total_loss + value * len(xb), seen + len(xb)
             if self.is_classifier:
                 correct += accuracy(pred, yb) * len(xb)
@@ -147,14 +149,15 @@ class Model:
         for cb in callbacks:
             cb.on_epoch_end(self, epoch, logs)
 
-    def _diverged(self, epoch, last_good, snapshot):
-        """Stop, and go back to ``last_good`` = (epoch, state_dict): parameters that are merely
-        finite can still be so large that the loss overflows at once, so they are not good
-        enough. With none (the very first step failed) the parameters never changed, but the
-        failed forward may have moved layer state (BatchNorm's statistics): restore that."""
-        self.net.load_state_dict(snapshot if last_good is None else last_good[1])
-        where = ("keeps its parameters (the very first step failed)" if last_good is None else
-                 f"is back at its parameters from the start of epoch {last_good[0] + 1}")
+    def _diverged(self, epoch, rollback):
+        """Stop, and restore ``rollback`` = (epoch, net.state_dict() at its start). Parameters
+        that are merely finite can still be so large that the loss overflows at once, so only
+        an epoch whose first step went well counts. Epoch None: the very first step failed; it
+        changed no parameter, but its forward may have moved layer state (BatchNorm's)."""
+        good_epoch, arrays = rollback
+        self.net.load_state_dict(arrays)
+        where = ("keeps its parameters (the very first step failed)" if good_epoch is None else
+                 f"is back at its parameters from the start of epoch {good_epoch + 1}")
         self.optimizer.reset()  # its momenta belong to the run that blew up
         self.history["stopped"] = (f"diverged: loss became non-finite at step "
                                    f"{len(self.history['step_loss'])} (epoch {epoch + 1})")
@@ -165,43 +168,29 @@ class Model:
 
     # ------------------------------------------------------------------ checking the data
     def _as_input(self, x, what):
-        x = np.asarray(x)
-        if x.dtype.kind not in "fiub":
-            raise ShapeError(f"Model: {what} must be numeric, got dtype {x.dtype}")
-        if x.ndim < 2 or len(x) == 0:
-            raise ShapeError(f"Model: {what} must be a non-empty batch (samples, features...), "
-                             f"got shape {x.shape}; hint: for one sample use x[None]")
         params = self.net.params  # the one place data is cast: to the net's dtype
-        x = x.astype(params[0].dtype if params else self.dtype, copy=False)
-        if not np.isfinite(x).all():
-            raise DataError(f"Model: {what} contains NaN or inf values "
-                            f"({np.count_nonzero(~np.isfinite(x))} of {x.size}); clean the data first")
-        return x
+        return check_batch(x, what, "Model", params[0].dtype if params else self.dtype)
 
     def _as_target(self, y, n):
-        y = np.asarray(y)
-        if len(y) != n:
-            raise ShapeError(f"Model: x has {n} samples but y has {len(y)}")
-        if y.dtype.kind == "f" and not np.isfinite(y).all():
-            raise DataError("Model: targets contain NaN or inf values")
-        return y
+        return check_targets(y, n, "Model")
 
     def _check_fit_args(self, x, y, epochs, batch_size, validation):
-        """Check everything before a single parameter changes: one dry forward builds lazy
-        layers and checks every shape, then the loss checks all targets; validation too."""
+        """Check everything before a single parameter changes (validation data too, so a
+        mistake there fails now rather than after an epoch of training)."""
         check_int(epochs, "epochs", "Model.fit", minimum=0)
         check_int(batch_size, "batch_size", "Model.fit")
         if validation is not None and (not isinstance(validation, (tuple, list)) or len(validation) != 2):
             raise ConfigError("Model.fit: validation must be a pair (x_val, y_val)")
-        pairs = [(x, y, "x")] + ([(*validation, "validation x")] if validation is not None else [])
-        checked = []
-        for xs, ys, what in pairs:
-            xs = self._as_input(xs, what)
-            ys = self._as_target(ys, len(xs))
-            out = self.net.forward(xs[:1], training=False)
-            self.loss(np.zeros((len(ys),) + out.shape[1:], dtype=out.dtype), ys)
-            checked.append((xs, ys))
-        return checked[0][0], checked[0][1], (checked[1] if validation is not None else None)
+        x, y = self._checked_pair(x, y, "x")
+        if validation is not None:
+            validation = self._checked_pair(*validation, "validation x")
+        return x, y, validation
+
+    def _checked_pair(self, x, y, what):
+        x, y = self._as_input(x, what), self._as_target(y, len(x))
+        out = self.net.forward(x[:1], training=False)  # builds lazy layers, checks every shape
+        self.loss(np.zeros((len(y),) + out.shape[1:], dtype=out.dtype), y)  # checks all targets
+        return x, y
 
     # ------------------------------------------------------------------ files
     def save(self, path):
