@@ -6,8 +6,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 import tinynn as tn
 
 PACKAGE = Path(tn.__file__).resolve().parent

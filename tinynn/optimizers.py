@@ -154,7 +154,8 @@ class Adam(Optimizer):
     def _fast_update(self, param, grad):
         """The same rule with every operation writing into two reused work arrays (out= and
         in-place ufuncs), so a step allocates nothing; the textbook version makes about ten
-        parameter-sized temporaries. m += (1 − β₁)(g − m) is β₁m + (1 − β₁)g rearranged."""
+        parameter-sized temporaries: ~11% of an MNIST MLP epoch (benchmarks/fastpaths.py).
+        m += (1 − β₁)(g − m) is β₁m + (1 − β₁)g rearranged."""
         m, v = self.slots(param, 2)
         work, step = self._work_arrays(param)
         np.subtract(grad, m, out=work)                 # m += (1 − β₁)(g − m)
