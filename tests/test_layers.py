@@ -146,7 +146,7 @@ def test_dropout_is_inverted_and_off_at_inference():
     assert abs(y.mean() - 1.0) < 0.02                           # expectation unchanged
     np.testing.assert_array_equal(layer.backward(np.ones_like(x)), y)  # same mask backward
     assert layer.forward(x, training=False) is x                # identity at inference
-    np.testing.assert_array_equal(layer.backward(x), x)
+    np.testing.assert_array_equal(layer.backward(np.ones_like(x)), y)  # ...and leaves the mask
     assert tn.Dropout(0.0).forward(x, training=True) is x
 
 
@@ -169,7 +169,7 @@ def test_random_stacks_keep_shapes_through_forward_and_backward(batch, width, un
         layers += [tn.Dense(u), tn.Tanh()]
     net = tn.Net(layers)
     x = arrays(seed, (batch, width)).astype(np.float32)
-    y = net.forward(x)
+    y = net.forward(x, training=True)
     assert y.shape == (batch, units[-1]) and y.dtype == np.float32
     grad_x = net.backward(np.ones_like(y))
     assert grad_x.shape == x.shape and grad_x.dtype == np.float32
@@ -261,3 +261,89 @@ def test_initializers_have_the_documented_scale(name):
     assert w.shape == (fan_in, fan_out) and w.dtype == np.float64
     assert w.std() == pytest.approx(std, rel=0.02, abs=1e-12)
     assert abs(w.mean()) < 0.01 * max(std, 1e-3)
+
+
+# ------------------------------------------------------------------ inference leaves no trace
+@pytest.mark.parametrize("name", list(ALL_LAYERS))
+def test_inference_between_forward_and_backward_changes_nothing(name):
+    """forward(A, training=True), forward(B, training=False), backward: exactly the gradients
+    of forward(A) then backward, for every layer (the inference forward keeps nothing)."""
+    gen = np.random.default_rng(0)
+    a, b, g = (gen.standard_normal((4, 5)).astype(np.float32) for _ in range(3))
+    results = []
+    for interleave in (False, True):
+        tn.seed(0)
+        layer = ALL_LAYERS[name]()
+        g_out = g[:, :3] if name.startswith("Dense") else g
+        layer.forward(a, training=True)
+        if interleave:
+            layer.forward(b, training=False)
+        results.append((layer.backward(g_out), {k: v.copy() for k, v in layer.grads.items()}))
+    (dx, grads), (dx_again, grads_again) = results
+    np.testing.assert_array_equal(dx_again, dx)
+    assert grads.keys() == grads_again.keys()
+    for k in grads:
+        np.testing.assert_array_equal(grads_again[k], grads[k])
+
+
+@pytest.mark.parametrize("name", list(ALL_LAYERS))
+def test_backward_without_a_training_forward_says_so(name):
+    layer = ALL_LAYERS[name]()
+    x = np.ones((2, 5), np.float32)
+    width = 3 if name.startswith("Dense") else 5
+    with pytest.raises(tn.CallOrderError, match=r"forward\(x, training=True\)"):
+        layer.backward(np.ones((2, width), np.float32))
+    layer.forward(x, training=False)
+    with pytest.raises(tn.CallOrderError, match="training=True"):
+        layer.backward(np.ones((2, width), np.float32))
+
+
+# ------------------------------------------------------------------ the dtype rule
+def test_a_layer_dtype_is_fixed_when_its_parameters_are_created():
+    eager = tn.Dense(4, in_features=3)
+    assert eager.params["w"].dtype == np.float32
+    eager64 = tn.Dense(4, in_features=3, dtype=np.float64)
+    assert eager64.params["w"].dtype == eager64.params["b"].dtype == np.float64
+    assert eager64.forward(np.ones((2, 3))).dtype == np.float64
+    lazy = tn.Dense(4)
+    assert lazy.forward(np.ones((2, 3))).dtype == np.float64  # from the first input
+    for layer, wrong, expected in ((eager, np.float64, "float32"), (eager64, np.float32, "float64"),
+                                   (lazy, np.float32, "float64")):
+        with pytest.raises(tn.ShapeError) as info:
+            layer.forward(np.ones((2, 3), wrong))
+        message = str(info.value)
+        assert "Dense(units=4" in message and expected in message and np.dtype(wrong).name in message
+    with pytest.raises(tn.ConfigError, match="dtype"):
+        tn.Dense(4, in_features=3, dtype=np.int32)
+
+
+def test_layers_module_documents_the_dtype_rule():
+    doc = tn.layers.__doc__ + tn.Layer.__doc__
+    assert "never casts" in doc and "dtype=" in doc and "training=True" in tn.Layer.__doc__
+
+
+# ------------------------------------------------------------------ one accurate sigmoid
+def test_sigmoid_is_accurate_in_float32_far_into_the_tails():
+    x = np.linspace(-30, 30, 601).astype(np.float32)
+    with np.errstate(over="raise", invalid="raise", divide="raise"):
+        values = {"Sigmoid": tn.Sigmoid().forward(x[None])[0],
+                  "sigmoid": tn.functional.sigmoid(x)}
+    reference = 1.0 / (1.0 + np.exp(-x.astype(np.float64)))
+    for name, value in values.items():
+        assert value.dtype == np.float32, name
+        np.testing.assert_allclose(value, reference, rtol=1e-6, atol=0, err_msg=name)
+        assert value[100] == pytest.approx(2.0611536e-9, rel=1e-5), name  # σ(−20)
+    softplus = tn.Softplus()
+    softplus.forward(x[None])
+    np.testing.assert_allclose(softplus.backward(np.ones((1, 601), np.float32))[0], reference,
+                               rtol=1e-6, atol=0)
+
+
+def test_sigmoid_never_overflows():
+    import warnings
+    x = np.array([-1000.0, -100.0, 0.0, 100.0, 1000.0], np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with np.errstate(over="warn", invalid="warn", divide="warn"):  # underflow to 0 is fine
+            y = tn.functional.sigmoid(x)
+    np.testing.assert_array_equal(y, [0.0, np.float32(math.exp(-100.0)), 0.5, 1.0, 1.0])

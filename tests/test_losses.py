@@ -195,3 +195,12 @@ def test_losses_do_not_modify_their_inputs(name):
     factory()(pred, target)
     np.testing.assert_array_equal(pred, pred_copy)
     np.testing.assert_array_equal(target, target_copy)
+
+
+def test_sigmoid_cross_entropy_gradient_is_accurate_in_float32_tails():
+    """(σ(z) − t) / size with an accurate σ: the old ½(1 + tanh(z/2)) gave 0 at z = −20."""
+    z = np.array([[-20.0], [-17.0]], np.float32)
+    _, grad = tn.SigmoidCrossEntropy()(z, np.array([0.0, 0.0]))
+    expected = np.array([1 / (1 + math.exp(20)), 1 / (1 + math.exp(17))]) / 2
+    assert grad.dtype == np.float32
+    np.testing.assert_allclose(grad[:, 0], expected, rtol=1e-5)

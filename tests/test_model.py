@@ -21,9 +21,9 @@ def test_net_builds_lazily_on_the_first_forward():
     assert [p.shape for p in net.params] == [(4, 5), (5,), (5, 2)]
     assert [g.shape for g in net.grads] == [(4, 5), (5,), (5, 2)]
     assert net.architecture() == [
-        {"type": "Dense", "units": 5, "bias": True, "params": {"w": [4, 5], "b": [5]}},
-        {"type": "ReLU", "params": {}},
-        {"type": "Dense", "units": 2, "bias": False, "params": {"w": [5, 2]}}]
+        {"type": "Dense", "units": 5, "bias": True, "params": {"w": [4, 5], "b": [5]}, "state": {}},
+        {"type": "ReLU", "params": {}, "state": {}},
+        {"type": "Dense", "units": 2, "bias": False, "params": {"w": [5, 2]}, "state": {}}]
 
 
 def test_params_are_live_arrays_and_get_params_returns_copies():
@@ -129,9 +129,9 @@ def conv_first_net():
     (conv_first_net, (8, 6, 6, 1)),
     (conv_first_net, (8, 6, 6, 2)),
 ], ids=["dense_first", "conv_first_one_channel", "conv_first_two_channels"])
-def test_train_step_skips_only_the_unused_input_gradient(make_net, shape, monkeypatch):
-    """Model fills the first layer's parameter gradients without computing dL/d(data): the
-    update must be exactly that of net.backward followed by optimizer.step."""
+def test_train_step_skips_only_the_unused_input_gradient(make_net, shape):
+    """Model calls net.backward(grad, input_grad=False) (the fast path: no dL/d(data)); the
+    update must be bit for bit that of the full net.backward followed by optimizer.step."""
     gen = np.random.default_rng(3)
     x = gen.standard_normal(shape).astype(np.float32)
     y = gen.integers(0, 3, len(x))
@@ -142,16 +142,113 @@ def test_train_step_skips_only_the_unused_input_gradient(make_net, shape, monkey
         models[-1].predict(x)  # builds the lazy layers now, from the same seed
     shortcut, reference = models
     for _ in range(3):  # the reference: the textbook step
-        value, grad = reference.loss(reference.net.forward(x), y)
-        reference.net.backward(grad)
+        value, grad = reference.loss(reference.net.forward(x, training=True), y)
+        assert reference.net.backward(grad).shape == x.shape
         reference.optimizer.step(reference.net.params, reference.net.grads)
-    first = shortcut.net.layers[0]
-    monkeypatch.setattr(first, "backward", lambda grad: pytest.fail("computed dL/d(data)"))
     for _ in range(3):
         shortcut.train_step(x, y)
     assert params_equal(shortcut.net.get_params(), reference.net.get_params())
 
 
+def test_an_instance_hook_on_the_first_layer_runs_during_fit():
+    tn.seed(0)
+    x, y = toy_data(n=20)
+    model = small_classifier()
+    model.predict(x)
+    first, calls = model.net.layers[0], []
+    original = first.backward
+    first.backward = lambda grad: calls.append(grad.shape) or original(grad)
+    model.fit(x, y, epochs=2, batch_size=10)
+    assert calls == [(10, 8)] * 4
+
+
+class StudentDense(tn.Layer):
+    """A student's Dense as notebook 01 teaches it: backward(self, grad), nothing else."""
+
+    def __init__(self, units):
+        super().__init__()
+        self.units = units
+
+    def forward(self, x, training=True):
+        if "w" not in self.params:
+            self.params = {"w": tn.initializers.he_normal((x.shape[1], self.units), x.dtype),
+                           "b": np.zeros(self.units, x.dtype)}
+            self.grads = {k: np.zeros_like(v) for k, v in self.params.items()}
+        self.x = x
+        return x @ self.params["w"] + self.params["b"]
+
+    def backward(self, grad):
+        self.grads["w"] = self.x.T @ grad
+        self.grads["b"] = grad.sum(axis=0)
+        return grad @ self.params["w"].T
+
+
+def test_a_student_layer_first_trains():
+    tn.seed(1)
+    x, y = toy_data(n=120)
+    model = tn.Model(tn.Net([StudentDense(16), tn.ReLU(), tn.Dense(3)]), tn.SoftmaxCrossEntropy(),
+                     tn.Adam(lr=1e-2))
+    start = model.net.layers
+    model.fit(x, y, epochs=20, batch_size=16)
+    assert model.evaluate(x, y)["accuracy"] > 0.95 and model.net.layers is start
+
+
+def test_a_diverging_run_gives_one_tinynn_warning():
+    """Numpy's own overflow warnings stay inside the training step; the student sees one
+    DivergenceWarning (a TinynnWarning and a RuntimeWarning) that says what to do."""
+    import warnings
+    tn.seed(0)
+    x, y = toy_data(n=40)
+    model = small_classifier(optimizer=tn.SGD(lr=1e6))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        history = model.fit(x, y, epochs=3, batch_size=10)
+    assert history["stopped"].startswith("diverged")
+    assert [w.category for w in caught] == [tn.DivergenceWarning]
+    assert issubclass(tn.DivergenceWarning, tn.TinynnWarning)
+    assert issubclass(tn.DivergenceWarning, RuntimeWarning)
+    assert "learning rate" in str(caught[0].message)
+    with warnings.catch_warnings(record=True) as caught:  # outside fit numpy still warns
+        warnings.simplefilter("always")
+        np.float32(3e38) * np.float32(10)
+    assert [w.category for w in caught] == [RuntimeWarning]
+
+
+def batchnorm_net():
+    from tinynn.conv import BatchNorm
+    return tn.Net([tn.Dense(8), BatchNorm(), tn.Tanh(), tn.Dense(8), BatchNorm(), tn.Tanh(),
+                   tn.Dense(1)])
+
+
+def regression_data():
+    gen = np.random.default_rng(0)
+    x = gen.standard_normal((64, 3)).astype(np.float32)
+    return x, (x @ np.array([[1.0], [-2.0], [0.5]]) + 3.0).astype(np.float32)
+
+
+def test_divergence_rolls_back_batchnorm_statistics_too():
+    tn.seed(0)
+    x, y = regression_data()
+    model = tn.Model(batchnorm_net(), tn.MSE(), tn.SGD(lr=1e6))
+    model.predict(x)
+    start = model.net.state_dict()  # the first epoch begins well: it is the rollback point
+    with np.errstate(all="ignore"), pytest.warns(tn.DivergenceWarning, match="epoch 1"):
+        history = model.fit(x, y, epochs=5, batch_size=16)
+    assert history["stopped"].startswith("diverged") and len(history["step_loss"]) > 1
+    assert params_equal(model.net.state_dict(), start)
+    pred = model.predict(x)
+    assert np.isfinite(pred).all() and np.ptp(pred) > 0
+
+
+def test_divergence_on_the_first_step_restores_batchnorm_statistics():
+    tn.seed(0)
+    x, y = regression_data()
+    model = tn.Model(batchnorm_net(), tn.MSE(), tn.SGD(lr=0.1))
+    model.predict(x)
+    start = model.net.state_dict()
+    with np.errstate(all="ignore"), pytest.warns(tn.DivergenceWarning, match="very first step"):
+        model.fit(x, np.full_like(y, 3e38), epochs=2, batch_size=16)  # the loss overflows
+    assert params_equal(model.net.state_dict(), start)
 class RecordParams(tn.Callback):
     def on_train_begin(self, model):
         self.seen = [model.net.get_params()]
@@ -335,6 +432,71 @@ def test_loading_into_a_different_architecture_names_both(trained):
     assert "'units': 8" in message and "'units': 16" in message
     assert "the file has" in message and "this net has" in message
     assert params_equal(other.net.get_params(), before)
+
+
+def test_save_load_keeps_batchnorm_running_statistics(tmp_path):
+    from tinynn.conv import BatchNorm
+    tn.seed(0)
+    x, y = toy_data(n=40)
+
+    def make():
+        return tn.Model(tn.Net([tn.Dense(8), BatchNorm(), tn.ReLU(), tn.Dense(3)]),
+                        tn.SoftmaxCrossEntropy(), tn.Adam(lr=1e-2))
+    model = make()
+    model.fit(x * 3 + 2, y, epochs=3, batch_size=8)  # running statistics far from 0 and 1
+    path = model.save(tmp_path / "bn.npz")
+    built = make()
+    built.fit(x, y, epochs=1, batch_size=8)  # different weights and statistics
+    for fresh in (make(), built):  # unbuilt, and built
+        fresh.load(path)
+        np.testing.assert_array_equal(fresh.predict(x), model.predict(x))
+        for name, value in model.net.layers[1].state.items():
+            np.testing.assert_array_equal(fresh.net.layers[1].state[name], value)
+
+
+def test_a_file_without_the_state_of_a_stateful_layer_is_refused(tmp_path):
+    from tinynn.conv import BatchNorm
+    tn.seed(0)
+    x, y = toy_data(n=40)
+    model = tn.Model(tn.Net([tn.Dense(8), BatchNorm(), tn.Dense(3)]), tn.SoftmaxCrossEntropy(),
+                     tn.Adam(lr=1e-2))
+    model.fit(x, y, epochs=1, batch_size=8)
+    path = model.save(tmp_path / "bn.npz")
+    with np.load(path) as f:
+        arrays = {k: f[k] for k in f.files if k != "state.1.running_var"}
+    np.savez(tmp_path / "cut.npz", **arrays)
+    before = model.net.state_dict()
+    with pytest.raises(tn.DataError, match="state.1.running_var"):
+        model.load(tmp_path / "cut.npz")
+    assert params_equal(model.net.state_dict(), before)
+
+
+def test_a_version_1_file_still_loads_and_one_with_batchnorm_is_refused(tmp_path):
+    """Version 1 files held parameters only: fine for a net without layer state, a clear
+    DataError for one with BatchNorm (its running statistics are not in the file)."""
+    import json
+    from tinynn.conv import BatchNorm
+    tn.seed(0)
+    x, y = toy_data(n=40)
+    for layers, ok in (([tn.Dense(8), tn.ReLU(), tn.Dense(3)], True),
+                       ([tn.Dense(8), BatchNorm(), tn.Dense(3)], False)):
+        model = tn.Model(tn.Net(layers), tn.SoftmaxCrossEntropy(), tn.Adam(lr=1e-2))
+        model.fit(x, y, epochs=1, batch_size=8)
+        arch = model.net.architecture()
+        for layer in arch:
+            layer.pop("state", None)
+        arrays = {k: v for k, v in model.net.state_dict().items() if k.startswith("param.")}
+        np.savez(tmp_path / "v1.npz", format_version=np.array(1),
+                 architecture=np.array(json.dumps(arch)), **arrays)
+        fresh = tn.Model(tn.Net([type(l)(*([l.units] if hasattr(l, "units") else []))
+                                 for l in layers]), tn.SoftmaxCrossEntropy(), tn.Adam())
+        if ok:
+            fresh.load(tmp_path / "v1.npz")
+            np.testing.assert_array_equal(fresh.predict(x), model.predict(x))
+        else:
+            with pytest.raises(tn.DataError, match="running_mean"):
+                fresh.load(tmp_path / "v1.npz")
+            assert fresh.net.params == []  # unbuilt, and still unbuilt: nothing adopted
 
 
 # ------------------------------------------------------------------ real MNIST

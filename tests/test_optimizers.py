@@ -236,3 +236,65 @@ def test_bad_learning_rates_raise_config_error(factory, lr):
     with pytest.raises(tn.ConfigError, match="learning rate"):
         opt.lr = lr
     assert opt.lr == 0.01  # unchanged by the refused assignment
+
+
+# ------------------------------------------------------------------ state belongs to a parameter
+def test_state_follows_the_parameter_not_its_position():
+    """Momenta are kept per parameter array: a new parameter list order (or a parameter
+    dropped) must not hand one array's velocity to another."""
+    a, b = np.zeros(3), np.zeros(3)
+    opt = tn.Momentum(lr=0.1, momentum=0.9)
+    opt.step([a, b], [np.ones(3), -np.ones(3)])   # v_a = 1, v_b = −1
+    opt.step([b, a], [np.zeros(3), np.zeros(3)])  # same arrays, swapped: each keeps its own v
+    np.testing.assert_allclose(a, -0.1 - 0.09)
+    np.testing.assert_allclose(b, 0.1 + 0.09)
+    opt.step([b], [np.zeros(3)])                  # a list without a
+    np.testing.assert_allclose(b, 0.19 + 0.081)
+
+
+def test_one_optimizer_reused_for_another_net_starts_fresh_momenta_there():
+    first, second = np.zeros(2), np.zeros(2)
+    opt = tn.Momentum(lr=1.0, momentum=0.5)
+    opt.step([first], [np.ones(2)])
+    opt.step([second], [np.zeros(2)])  # another net's parameter: no velocity yet, no move
+    np.testing.assert_array_equal(second, 0.0)
+    fresh_twin = np.zeros(2)
+    tn.Momentum(lr=1.0, momentum=0.5).step([fresh_twin], [np.zeros(2)])
+    np.testing.assert_array_equal(second, fresh_twin)
+
+
+def test_optimizer_state_survives_garbage_collection_of_a_parameter():
+    """State is held with its array, so a new array at a recycled id() never inherits it."""
+    import gc
+    opt = tn.Momentum(lr=1.0, momentum=0.5)
+    for _ in range(50):
+        p = np.zeros(2)
+        opt.step([p], [np.ones(2)])
+        np.testing.assert_array_equal(p, -1.0)  # a first step: v = g, whatever came before
+        del p
+        gc.collect()
+
+
+@pytest.mark.parametrize("name", ["Adam", "Adam_weight_decay"])
+def test_adam_textbook_update_equals_the_fast_path(name, monkeypatch):
+    """Adam.fast = False runs the three-line textbook rule; both follow the published rule,
+    and on float32 they agree to float32 rounding."""
+    factory, rule, hyper = CASES[name]
+    monkeypatch.setattr(tn.Adam, "fast", False)
+    textbook = trajectory(factory())
+    for step, (a, e) in enumerate(zip(textbook, reference_trajectory(rule, **hyper)), start=1):
+        for k in range(len(a)):
+            np.testing.assert_allclose(a[k], e[k], rtol=1e-12, atol=1e-15, err_msg=f"step {step}")
+    gen = np.random.default_rng(0)
+    params0 = [gen.standard_normal((30, 20)).astype(np.float32), np.zeros(20, np.float32)]
+    grads = [[gen.standard_normal(p.shape).astype(np.float32) for p in params0] for _ in range(5)]
+    results = []
+    for fast in (True, False):
+        opt, params = factory(), [p.copy() for p in params0]
+        opt.fast = fast
+        for g in grads:
+            opt.step(params, g)
+        results.append(params)
+    for a, b in zip(*results):
+        assert a.dtype == b.dtype == np.float32
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)

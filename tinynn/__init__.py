@@ -7,19 +7,23 @@
 
 The core imports numpy only; the course tooling (tinynn.course: plots, widgets, exercise checks) loads on demand.
 """
-from . import data, initializers, metrics, optimizers
+from . import data, functional, initializers, layers, metrics, optimizers, schedules
 from .batches import BatchIterator
+from .callbacks import AverageWeights, Callback
+from .conv import AvgPool2D, Conv2D, MaxPool2D
+from .conv import BatchNorm  # moves to norm.py
 from .data import circles, load_mnist, moons, spirals
-from .errors import ConfigError, DataError, ShapeError, TinynnError
+from .errors import (CallOrderError, ConfigError, DataError, DivergenceWarning, ShapeError,
+                     TinynnError, TinynnWarning)
 from .gradcheck import gradcheck
 from .layers import (GELU, Dense, Dropout, Flatten, Layer, LeakyReLU, ReLU, Sigmoid, Softplus,
                      Tanh)
 from .losses import MSE, Loss, SigmoidCrossEntropy, SoftmaxCrossEntropy
 from .metrics import accuracy, confusion_matrix
-from .model import AverageWeights, Callback, Model
+from .model import Model
 from .net import Net
-from .optimizers import (SGD, Adam, CosineDecay, ExponentialDecay, Momentum, Optimizer, RMSProp,
-                         Schedule, StepDecay, WarmUp)
+from .optimizers import SGD, Adam, Momentum, Optimizer, RMSProp
 from .random import seed
+from .schedules import CosineDecay, ExponentialDecay, Schedule, StepDecay, WarmUp
 
 __version__ = "0.1.0"

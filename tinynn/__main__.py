@@ -3,7 +3,6 @@ import argparse
 import sys
 import time
 
-import numpy as np
 
 import tinynn as tn
 

@@ -1,7 +1,8 @@
 """Mini-batches: one epoch is one pass over the data in shuffled slices of ``batch_size``."""
 import numpy as np
 
-from .errors import ConfigError, ShapeError
+from .checks import check_int
+from .errors import ShapeError
 from .random import rng
 
 
@@ -13,14 +14,11 @@ class BatchIterator:
     """
 
     def __init__(self, x, y, batch_size=32, shuffle=True, seed=None, drop_last=False):
-        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) \
-                or batch_size < 1:
-            raise ConfigError(f"BatchIterator: batch_size must be a positive integer, got "
-                              f"{batch_size!r}")
+        batch_size = check_int(batch_size, "batch_size", "BatchIterator")
         if len(x) != len(y):
             raise ShapeError(f"BatchIterator: x has {len(x)} samples but y has {len(y)}")
         self.x, self.y = x, y
-        self.batch_size, self.shuffle, self.drop_last = int(batch_size), shuffle, drop_last
+        self.batch_size, self.shuffle, self.drop_last = batch_size, shuffle, drop_last
         self.rng = np.random.default_rng(seed) if seed is not None else None
 
     def __len__(self):

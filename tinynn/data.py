@@ -36,7 +36,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import ConfigError, DataError
+from .checks import check_int, check_number
+from .errors import DataError
+from .files import atomic_write
 from .random import rng
 
 DATA_DIR_ENV = "TINYNN_DATA_DIR"
@@ -165,18 +167,9 @@ def _read_cache(path):
 
 
 def _write_cache(path, arrays):
-    """Write ``arrays`` to ``path`` atomically: a temporary file in the same folder, then rename."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; a shared classroom cache must be readable
-        os.replace(tmp, path)  # atomic: readers see the old state or the complete new file
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    """Write ``arrays`` to ``path`` atomically: readers see the old state or the complete file."""
+    with atomic_write(path) as f:
+        np.savez(f, **arrays)
 
 
 def _build_cache(path, progress):
@@ -381,26 +374,19 @@ _FORMATS = {"pkl": _from_pkl, "idx": _from_idx}
 
 # --------------------------------------------------------------------------- toy 2-D datasets
 
-def _generator(seed):
+def _generator(seed, owner):
     """tinynn's global generator for ``seed=None``, else a private one seeded with ``seed``."""
     if seed is None:
         return rng()
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ConfigError(f"seed must be None or a non-negative integer, got {seed!r}")
-    return np.random.default_rng(seed)
+    return np.random.default_rng(check_int(seed, "seed", owner, minimum=0))
 
 
-def _class_sizes(n_samples, n_classes, noise):
+def _class_sizes(n_samples, n_classes, noise, owner):
     """Validate the common arguments; split n_samples into class sizes that differ by at most 1."""
-    if isinstance(n_classes, bool) or not isinstance(n_classes, (int, np.integer)) \
-            or n_classes < 2:
-        raise ConfigError(f"n_classes must be an integer >= 2, got {n_classes!r}")
-    if isinstance(n_samples, bool) or not isinstance(n_samples, (int, np.integer)) \
-            or n_samples < n_classes:
-        raise ConfigError(f"n_samples must be an integer >= {n_classes} (at least one point "
-                          f"per class), got {n_samples!r}")
-    if not isinstance(noise, (int, float, np.number)) or not 0 <= noise < math.inf:
-        raise ConfigError(f"noise must be a finite number >= 0, got {noise!r}")
+    n_classes = check_int(n_classes, "n_classes", owner, minimum=2)
+    n_samples = check_int(n_samples, "n_samples", owner, minimum=n_classes,
+                          hint="at least one point per class")
+    check_number(noise, "noise", owner, "[0, inf)")
     sizes = np.full(n_classes, n_samples // n_classes)
     sizes[: n_samples % n_classes] += 1
     return sizes
@@ -421,8 +407,8 @@ def spirals(n_samples=300, n_classes=3, noise=0.2, seed=None):
     rotated by 2*pi*c/n_classes. ``noise`` is the std of Gaussian noise added to the angle.
     Returns x float32 (n_samples, 2) and y int64 (n_samples,), classes balanced and shuffled.
     """
-    sizes = _class_sizes(n_samples, n_classes, noise)
-    gen = _generator(seed)
+    sizes = _class_sizes(n_samples, n_classes, noise, "spirals")
+    gen = _generator(seed, "spirals")
     parts = []
     for c, m in enumerate(sizes):
         radius = np.linspace(0.0, 1.0, m)
@@ -438,8 +424,8 @@ def moons(n_samples=200, noise=0.1, seed=None):
     ``noise`` is the std of Gaussian noise added to each coordinate.
     Returns x float32 (n_samples, 2) and y int64 (n_samples,), classes balanced and shuffled.
     """
-    sizes = _class_sizes(n_samples, 2, noise)
-    gen = _generator(seed)
+    sizes = _class_sizes(n_samples, 2, noise, "moons")
+    gen = _generator(seed, "moons")
     top, bottom = (np.linspace(0.0, np.pi, m) for m in sizes)
     parts = [np.column_stack([np.cos(top), np.sin(top)]),
              np.column_stack([1 - np.cos(bottom), 0.5 - np.sin(bottom)])]
@@ -453,11 +439,9 @@ def circles(n_samples=200, noise=0.05, factor=0.5, seed=None):
     ``noise`` is the std of Gaussian noise added to each coordinate; 0 < factor < 1.
     Returns x float32 (n_samples, 2) and y int64 (n_samples,), classes balanced and shuffled.
     """
-    sizes = _class_sizes(n_samples, 2, noise)
-    if not isinstance(factor, (int, float, np.number)) or not 0 < factor < 1:
-        raise ConfigError(f"factor (inner radius / outer radius) must be in (0, 1), "
-                          f"got {factor!r}")
-    gen = _generator(seed)
+    sizes = _class_sizes(n_samples, 2, noise, "circles")
+    check_number(factor, "factor (inner radius / outer radius)", "circles", "(0, 1)")
+    gen = _generator(seed, "circles")
     parts = []
     for radius, m in zip((1.0, factor), sizes):
         angle = np.linspace(0.0, 2 * np.pi, m, endpoint=False)

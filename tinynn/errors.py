@@ -19,3 +19,15 @@ class ConfigError(TinynnError, ValueError):
 
 class DataError(TinynnError, ValueError):
     """Data is unusable: a file missing, corrupted or tampered with, or arrays holding NaN/inf."""
+
+
+class CallOrderError(TinynnError, RuntimeError):
+    """Methods called out of order: a backward with no training forward before it."""
+
+
+class TinynnWarning(UserWarning):
+    """Base class of every warning tinynn gives on purpose."""
+
+
+class DivergenceWarning(TinynnWarning, RuntimeWarning):
+    """Training stopped because the loss became NaN or inf (the learning rate is too high)."""

@@ -1,35 +1,79 @@
 """Layers: the building blocks of a network.
 
-A layer is a function with a memory. ``forward(x)`` computes the output and remembers what the
-backward pass will need; ``backward(grad_y)`` receives dL/dy (same shape as y) and returns dL/dx
-(same shape as x), storing dL/dθ in ``layer.grads[name]`` for every parameter ``layer.params[name]``.
-Gradients are *summed* over the batch: the loss has already divided by the batch size.
+A layer is a function with a memory. ``forward(x, training=True)`` computes the output and, in
+training, saves what the backward pass will need; ``backward(grad)`` receives dL/dy (same shape
+as y) and returns dL/dx (same shape as x), storing dL/dθ in ``layer.grads[name]`` for every
+parameter ``layer.params[name]``. Gradients are *summed* over the batch: the loss has already
+divided by the batch size.
+
+Training and inference. Only a training forward saves anything. A forward with
+``training=False`` (``net(x)``, ``model.predict``, ``model.evaluate``) leaves the layer exactly
+as it was, so a backward after it still belongs to the last training forward; a backward with
+no training forward at all raises CallOrderError.
+
+The dtype rule. A layer's dtype is fixed when its parameters are created: from ``dtype=`` if
+given, else from the first input (lazy, ``Dense(10)``) or float32 (eager,
+``Dense(10, in_features=784)``). After that an input of another dtype raises ShapeError naming
+the layer, the expected and the actual dtype. A layer never casts: a silent cast would hide a
+float64 array that doubles memory and time, or a float32 one that ruins a gradient check
+(which needs float64 throughout). ``Model`` converts the data to the net's dtype once, on the
+way in. Parameter-free layers compute in their input's dtype.
 
 Arrays are batch-first: the first axis indexes samples.
 """
 import numpy as np
 
 from . import initializers
-from .errors import ConfigError, ShapeError
+from .checks import check_float_dtype, check_int, check_number
+from .errors import CallOrderError, ShapeError
+from .functional import sigmoid
 from .random import rng
 
 
 class Layer:
     """Base class. Subclasses implement ``forward`` and ``backward``; parameter-free layers
-    leave ``params`` empty."""
+    leave ``params`` empty.
+
+    ``forward(x, training=True)``: on a layer the default is training, because a layer on its
+    own is studied forward-then-backward (gradcheck, the notebooks' exercises), and backward
+    needs what a training forward saves. ``Net.forward`` defaults to ``training=False``
+    instead: ``net(x)`` is a prediction, and training code (``Model``) says
+    ``training=True``.
+
+    ``backward(grad, input_grad=True)``: fill ``grads``, return dL/dx, or ``None`` when
+    ``input_grad`` is False: a net's first layer gets that, because its input is the data and
+    nobody needs dL/d(data), so it may skip computing it. A backward that takes only ``grad``
+    (a layer you write yourself) is fine too: Net then calls it with ``grad`` alone.
+
+    ``state``: arrays that belong to the model but are not trained (BatchNorm's running
+    statistics, PyTorch's buffers): saved and restored with ``params``, never given to an
+    optimizer."""
 
     def __init__(self):
-        self.params = {}
-        self.grads = {}
+        self.params, self.grads, self.state = {}, {}, {}
+        self._saved = None
 
     def forward(self, x, training=True):
         raise NotImplementedError
 
-    def backward(self, grad):
+    def backward(self, grad, input_grad=True):
         raise NotImplementedError
 
     def __call__(self, x, training=True):
         return self.forward(x, training)
+
+    def save_for_backward(self, *values):
+        """Keep what backward will need (a training forward calls this; as in PyTorch)."""
+        self._saved = values
+
+    @property
+    def saved_tensors(self):
+        """What the last training forward saved; CallOrderError if there was none."""
+        saved = getattr(self, "_saved", None)
+        if saved is None:
+            raise CallOrderError(f"{self!r}: backward needs a forward(x, training=True) first; "
+                                 "an inference forward (training=False) keeps nothing for it")
+        return saved
 
     def config(self):
         """The constructor arguments that define this layer's architecture (used by save/load)."""
@@ -40,33 +84,32 @@ class Layer:
         self.params = {name: np.array(value) for name, value in params.items()}
         self.grads = {name: np.zeros_like(value) for name, value in self.params.items()}
 
+    def load_state(self, state):
+        """Adopt saved state arrays (after ``load_params``)."""
+        self.state = {name: np.array(value) for name, value in state.items()}
+
     def __repr__(self):
         args = ", ".join(f"{k}={v!r}" for k, v in self.config().items())
         return f"{type(self).__name__}({args})"
 
 
-def _check_positive_int(value, what, layer):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ConfigError(f"{layer}: {what} must be a positive integer, got {value!r}")
-
-
 class Dense(Layer):
     """Fully connected layer: y = x @ w + b, with w of shape (in_features, units).
 
-    The input width is inferred on the first forward, so ``Dense(10)`` is all you write.
+    The input width is inferred on the first forward, so ``Dense(10)`` is all you write
+    (``in_features`` builds it at once; ``dtype`` fixes its dtype, see the module docstring).
     Backward, for a batch X (n × in) and upstream gradient G = dL/dY (n × units):
         dL/dw = Xᵀ G      dL/db = Σ_rows G      dL/dX = G wᵀ
     """
 
-    def __init__(self, units, in_features=None, init="xavier_uniform", bias=True):
+    def __init__(self, units, in_features=None, init="xavier_uniform", bias=True, dtype=None):
         super().__init__()
-        _check_positive_int(units, "units", "Dense")
-        self.units = int(units)
+        self.units = check_int(units, "units", "Dense")
         self.init = initializers.get(init)
         self.bias = bias
+        self.dtype = None if dtype is None else check_float_dtype(dtype, "Dense")
         if in_features is not None:
-            _check_positive_int(in_features, "in_features", "Dense")
-            self.build(in_features, np.float32)
+            self.build(check_int(in_features, "in_features", "Dense"), self.dtype or np.float32)
 
     def build(self, in_features, dtype):
         """Create the parameters once the input width (and dtype) is known."""
@@ -80,27 +123,24 @@ class Dense(Layer):
             raise ShapeError(f"{self!r}: expected input of shape (batch, in_features), got shape "
                              f"{x.shape}; hint: put a Flatten() before Dense for images")
         if "w" not in self.params:
-            self.build(x.shape[1], x.dtype)
+            self.build(x.shape[1], self.dtype or x.dtype)
         w = self.params["w"]
         if x.shape[1] != w.shape[0] or x.dtype != w.dtype:
             raise ShapeError(f"{self!r}: expected input (batch, {w.shape[0]}) of dtype {w.dtype}, "
                              f"got {x.shape} of dtype {x.dtype}")
-        self.x = x
+        if training:
+            self.save_for_backward(x)
         y = x @ w
-        if self.bias:
-            y += self.params["b"]  # in place: no second (batch × units) temporary
-        return y
+        return y + self.params["b"] if self.bias else y
 
-    def backward(self, grad):
-        self.backward_params(grad)
-        return grad @ self.params["w"].T
-
-    def backward_params(self, grad):
-        """The parameter half of ``backward``: fill ``grads``, skip dL/dX. Model uses it for a
-        net's first layer, whose input is the data: nobody needs that gradient."""
-        np.matmul(self.x.T, grad, out=self.grads["w"])
+    def backward(self, grad, input_grad=True):
+        (x,) = self.saved_tensors
+        self.grads["w"] = x.T @ grad              # dL/dw = Xᵀ G
         if self.bias:
-            np.sum(grad, axis=0, out=self.grads["b"])
+            self.grads["b"] = grad.sum(axis=0)    # dL/db = Σ_rows G
+        if not input_grad:                        # the net's first layer: dL/d(data) unused
+            return None
+        return grad @ self.params["w"].T          # dL/dX = G wᵀ
 
     def config(self):
         return {"units": self.units, "bias": self.bias}
@@ -110,11 +150,13 @@ class ReLU(Layer):
     """max(0, x). Derivative: 1 where x > 0, else 0."""
 
     def forward(self, x, training=True):
-        self.mask = x > 0
+        if training:
+            self.save_for_backward(x > 0)
         return np.maximum(x, 0)
 
     def backward(self, grad):
-        return grad * self.mask
+        (positive,) = self.saved_tensors
+        return grad * positive
 
 
 class LeakyReLU(Layer):
@@ -122,40 +164,49 @@ class LeakyReLU(Layer):
 
     def __init__(self, alpha=0.01):
         super().__init__()
-        self.alpha = float(alpha)
+        self.alpha = check_number(alpha, "alpha", "LeakyReLU")
 
     def forward(self, x, training=True):
-        self.mask = x > 0
-        return np.where(self.mask, x, self.alpha * x)
+        positive = x > 0
+        if training:
+            self.save_for_backward(positive)
+        return np.where(positive, x, self.alpha * x)
 
     def backward(self, grad):
-        return np.where(self.mask, grad, self.alpha * grad)
+        (positive,) = self.saved_tensors
+        return np.where(positive, grad, self.alpha * grad)
 
     def config(self):
         return {"alpha": self.alpha}
 
 
 class Sigmoid(Layer):
-    """σ(x) = 1 / (1 + e⁻ˣ), computed as ½(1 + tanh(x/2)), which never overflows.
-    Derivative: σ(x)(1 − σ(x))."""
+    """σ(x) = 1 / (1 + e⁻ˣ) (``tinynn.functional.sigmoid``: accurate, never overflows).
+    Derivative: σ(x)(1 − σ(x)), from the output alone."""
 
     def forward(self, x, training=True):
-        self.y = 0.5 * (1.0 + np.tanh(0.5 * x))
-        return self.y
+        y = sigmoid(x)
+        if training:
+            self.save_for_backward(y)
+        return y
 
     def backward(self, grad):
-        return grad * self.y * (1.0 - self.y)
+        (y,) = self.saved_tensors
+        return grad * y * (1.0 - y)
 
 
 class Tanh(Layer):
     """tanh(x). Derivative: 1 − tanh²(x)."""
 
     def forward(self, x, training=True):
-        self.y = np.tanh(x)
-        return self.y
+        y = np.tanh(x)
+        if training:
+            self.save_for_backward(y)
+        return y
 
     def backward(self, grad):
-        return grad * (1.0 - self.y * self.y)
+        (y,) = self.saved_tensors
+        return grad * (1.0 - y * y)
 
 
 class GELU(Layer):
@@ -167,12 +218,13 @@ class GELU(Layer):
     A = 0.044715
 
     def forward(self, x, training=True):
-        self.x = x
-        self.t = np.tanh(self.C * (x + self.A * x ** 3))
-        return 0.5 * x * (1.0 + self.t)
+        t = np.tanh(self.C * (x + self.A * x ** 3))
+        if training:
+            self.save_for_backward(x, t)
+        return 0.5 * x * (1.0 + t)
 
     def backward(self, grad):
-        x, t = self.x, self.t
+        x, t = self.saved_tensors
         du_dx = self.C * (1.0 + 3.0 * self.A * x * x)
         return grad * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * du_dx)
 
@@ -182,22 +234,26 @@ class Softplus(Layer):
     Derivative: σ(x)."""
 
     def forward(self, x, training=True):
-        self.x = x
+        if training:
+            self.save_for_backward(x)
         return np.logaddexp(0.0, x)
 
     def backward(self, grad):
-        return grad * (0.5 * (1.0 + np.tanh(0.5 * self.x)))
+        (x,) = self.saved_tensors
+        return grad * sigmoid(x)
 
 
 class Flatten(Layer):
     """(batch, d1, d2, ...) → (batch, d1·d2·…). Backward restores the shape."""
 
     def forward(self, x, training=True):
-        self.shape = x.shape
+        if training:
+            self.save_for_backward(x.shape)
         return x.reshape(len(x), -1)
 
     def backward(self, grad):
-        return grad.reshape(self.shape)
+        (shape,) = self.saved_tensors
+        return grad.reshape(shape)
 
 
 class Dropout(Layer):
@@ -206,20 +262,22 @@ class Dropout(Layer):
 
     def __init__(self, p=0.5):
         super().__init__()
-        if not 0.0 <= p < 1.0:
-            raise ConfigError(f"Dropout: p must be in [0, 1), got {p!r}")
-        self.p = float(p)
+        self.p = check_number(p, "p", "Dropout", "[0, 1)")
 
     def forward(self, x, training=True):
-        if not training or self.p == 0.0:
-            self.mask = None
+        if not training:
+            return x
+        if self.p == 0.0:
+            self.save_for_backward(None)
             return x
         keep = rng().random(x.shape, dtype=x.dtype) >= self.p
-        self.mask = keep * x.dtype.type(1.0 / (1.0 - self.p))
-        return x * self.mask
+        mask = keep * x.dtype.type(1.0 / (1.0 - self.p))
+        self.save_for_backward(mask)
+        return x * mask
 
     def backward(self, grad):
-        return grad if self.mask is None else grad * self.mask
+        (mask,) = self.saved_tensors
+        return grad if mask is None else grad * mask
 
     def config(self):
         return {"p": self.p}

@@ -7,6 +7,7 @@ already carries the 1/batch factor, and layers simply sum over the batch.
 import numpy as np
 
 from .errors import DataError, ShapeError
+from .functional import sigmoid
 
 
 class Loss:
@@ -105,5 +106,5 @@ class SigmoidCrossEntropy(Loss):
         if np.any((t < 0) | (t > 1)):
             raise ShapeError(f"{self}: targets must lie in [0, 1], got min {t.min()} and max {t.max()}")
         value = np.maximum(pred, 0) - pred * t + np.log1p(np.exp(-np.abs(pred)))
-        grad = (0.5 * (1.0 + np.tanh(0.5 * pred)) - t) * (1.0 / pred.size)
+        grad = (sigmoid(pred) - t) * (1.0 / pred.size)
         return float(np.mean(value)), grad

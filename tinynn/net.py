@@ -3,6 +3,9 @@
 Forward runs the layers first to last; backward runs them last to first, each turning the gradient
 of its output into the gradient of its input (the chain rule, one layer at a time).
 """
+import functools
+import inspect
+
 import numpy as np
 
 from .errors import ConfigError, ShapeError
@@ -19,7 +22,10 @@ class Net:
                 raise ConfigError(f"Net: item {i} is {layer!r}, not a tinynn Layer{hint}")
         self.layers = layers
 
-    def forward(self, x, training=True):
+    def forward(self, x, training=False):
+        """The net's output for the batch ``x``. Inference by default (``net(x)`` predicts:
+        no dropout, BatchNorm uses and keeps its running statistics); training code passes
+        ``training=True``, which also makes every layer save what backward needs."""
         if not isinstance(x, np.ndarray) or x.dtype.kind != "f":
             raise ShapeError(f"Net: input must be a floating-point numpy array, got "
                              f"{type(x).__name__} of dtype {getattr(x, 'dtype', None)}")
@@ -32,10 +38,20 @@ class Net:
 
     __call__ = forward
 
-    def backward(self, grad):
-        for layer in reversed(self.layers):
+    def backward(self, grad, input_grad=True):
+        """Backpropagate dL/d(output) through every layer, last to first; returns dL/d(input).
+
+        ``input_grad=False`` (what Model uses) returns None instead and tells the first layer
+        that nobody needs dL/d(input data), so it may skip it (a fast path: for the MNIST MLP
+        that drops the largest matrix product of the backward pass, ~11% of an epoch; see
+        benchmarks/fastpaths.py). A first layer whose backward takes only ``grad`` is simply
+        called with ``grad``, and returns dL/dx that is then dropped."""
+        for layer in reversed(self.layers[1:]):
             grad = layer.backward(grad)
-        return grad
+        if not self.layers:
+            return grad if input_grad else None
+        grad = call_backward(self.layers[0].backward, grad, input_grad)
+        return grad if input_grad else None
 
     @property
     def params(self):
@@ -49,29 +65,75 @@ class Net:
 
     def get_params(self):
         """A copy of every parameter, named ``"<layer index>.<name>"`` (e.g. ``"0.w"``)."""
-        return {f"{i}.{name}": p.copy()
-                for i, layer in enumerate(self.layers) for name, p in layer.params.items()}
+        return {key: p.copy() for key, p in self._live_params().items()}
 
     def set_params(self, values):
         """Overwrite parameters from a ``get_params()``-style dict; names and shapes must match."""
-        current = self.get_params()
-        if set(values) != set(current):
-            raise ShapeError(f"Net.set_params: expected parameters {sorted(current)}, got "
-                             f"{sorted(values)}")
-        for key, value in values.items():
-            if np.shape(value) != current[key].shape:
-                raise ShapeError(f"Net.set_params: {key} expected shape {current[key].shape}, "
-                                 f"got {np.shape(value)}")
-        for i, layer in enumerate(self.layers):
-            for name, p in layer.params.items():
-                p[...] = values[f"{i}.{name}"]
+        _overwrite("Net.set_params", "parameters", self._live_params(), values)
+
+    def state_dict(self):
+        """A copy of everything the outputs depend on: each parameter as ``"param.<layer
+        index>.<name>"`` and each state array (BatchNorm's running statistics) as
+        ``"state.<layer index>.<name>"``, the names they have in a saved file."""
+        return {key: p.copy() for key, p in self._live_all().items()}
+
+    def load_state_dict(self, values):
+        """Overwrite parameters and state from a ``state_dict()``; names and shapes must match."""
+        _overwrite("Net.load_state_dict", "arrays", self._live_all(), values)
+
+    def _live_params(self):
+        return {f"{i}.{name}": p for i, layer in enumerate(self.layers)
+                for name, p in layer.params.items()}
+
+    def _live_all(self):
+        return {f"{kind}.{i}.{name}": array for i, layer in enumerate(self.layers)
+                for kind, arrays in (("param", layer.params), ("state", layer_state(layer)))
+                for name, array in arrays.items()}
 
     def architecture(self):
-        """A plain description of the layers (types, settings and parameter shapes)."""
+        """A plain description of the layers (types, settings, parameter and state shapes)."""
         return [{"type": type(layer).__name__, **layer.config(),
-                 "params": {name: list(p.shape) for name, p in layer.params.items()}}
+                 "params": {name: list(p.shape) for name, p in layer.params.items()},
+                 "state": {name: list(s.shape) for name, s in layer_state(layer).items()}}
                 for layer in self.layers]
 
     def __repr__(self):
         inner = ",\n".join(f"  {layer!r}" for layer in self.layers)
         return f"Net([\n{inner}\n])"
+
+
+def layer_state(layer):
+    """A layer's state arrays (``{}`` for a layer written without ``super().__init__()``)."""
+    return getattr(layer, "state", None) or {}
+
+
+def _overwrite(who, what, live, values):
+    """Write ``values`` into the ``live`` arrays, after checking every name and shape."""
+    if set(values) != set(live):
+        raise ShapeError(f"{who}: expected {what} {sorted(live)}, got {sorted(values)}")
+    for key, value in values.items():
+        if np.shape(value) != live[key].shape:
+            raise ShapeError(f"{who}: {key} expected shape {live[key].shape}, got "
+                             f"{np.shape(value)}")
+    for key, array in live.items():
+        array[...] = values[key]
+
+
+def call_backward(backward, grad, input_grad):
+    """``backward(grad, input_grad=False)`` when asked and ``backward`` takes that keyword,
+    else ``backward(grad)``: a layer (or hook, or net) written for the one-argument contract
+    still runs. The signature is read once per function, not at every step."""
+    if input_grad or not _takes_input_grad(getattr(backward, "__func__", backward)):
+        return backward(grad)
+    return backward(grad, input_grad=False)
+
+
+@functools.lru_cache(maxsize=256)
+def _takes_input_grad(function):
+    try:
+        parameters = inspect.signature(function).parameters.values()
+    except (TypeError, ValueError):  # a builtin without a readable signature
+        return False
+    return any(p.kind is p.VAR_KEYWORD or (p.name == "input_grad" and p.kind in
+                                            (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY))
+               for p in parameters)

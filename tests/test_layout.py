@@ -1,0 +1,75 @@
+"""Package layout (issue 13): the framework imports no course tooling, matplotlib or ipywidgets,
+`import tinynn` is fast and light, and every layer class is part of the public API."""
+import ast
+import inspect
+import subprocess
+import sys
+from pathlib import Path
+
+import tinynn as tn
+
+PACKAGE = Path(tn.__file__).resolve().parent
+COURSE_FILES = {"viz.py", "widgets.py", "exercises.py", "classroom.py"}  # until they move
+FORBIDDEN = ("tinynn.course", "matplotlib", "ipywidgets")
+HEAVY = ("matplotlib", "ipywidgets", "tqdm", "tinynn.course")
+
+
+def framework_files():
+    return sorted(path for path in PACKAGE.rglob("*.py")
+                  if "course" not in path.relative_to(PACKAGE).parts[:-1]
+                  and path.name not in COURSE_FILES)
+
+
+def imported_modules(path):
+    """Every module an ``import`` statement in ``path`` names (relative ones made absolute)."""
+    package = ".".join(("tinynn",) + path.relative_to(PACKAGE).parts[:-1])
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            yield from (alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parent = package.rsplit(".", node.level - 1)[0]
+                base = f"{parent}.{base}" if base else parent
+            yield base
+            yield from (f"{base}.{alias.name}" for alias in node.names)
+
+
+def test_framework_modules_import_no_course_tooling():
+    files = framework_files()
+    assert PACKAGE / "layers.py" in files and PACKAGE / "model.py" in files
+    offenders = [(path.name, name) for path in files for name in imported_modules(path)
+                 if any(name == f or name.startswith(f + ".") for f in FORBIDDEN)]
+    assert not offenders
+
+
+def test_import_tinynn_is_fast_and_light():
+    code = ("import sys, time; start = time.perf_counter(); import tinynn; "
+            "took = time.perf_counter() - start; "
+            f"heavy = [m for m in sys.modules if m.split('.')[0] in {HEAVY!r} "
+            f"or m.startswith('tinynn.course')]; print(took, heavy)")
+    best = None
+    for _ in range(3):  # the fastest of three: a busy machine only ever adds time
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                             check=True, cwd=PACKAGE.parent).stdout.split(" ", 1)
+        best = min(best or 1e9, float(out[0]))
+        assert out[1].strip() == "[]", out[1]
+    assert best < 0.3, f"import tinynn took {best:.3f} s"
+
+
+def layer_classes():
+    import importlib
+    names = [p.stem for p in framework_files() if p.stem not in ("__init__", "__main__")]
+    for name in names:
+        module = importlib.import_module(f"tinynn.{name}")
+        for cls_name, cls in vars(module).items():
+            if inspect.isclass(cls) and issubclass(cls, tn.Layer) and cls.__module__ == module.__name__ \
+                    and not cls_name.startswith("_"):
+                yield cls_name, cls
+
+
+def test_every_layer_class_is_exported():
+    found = dict(layer_classes())
+    assert {"Dense", "Conv2D", "MaxPool2D", "AvgPool2D", "BatchNorm"} <= set(found)
+    missing = [name for name, cls in found.items() if getattr(tn, name, None) is not cls]
+    assert not missing
