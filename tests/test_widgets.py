@@ -205,7 +205,7 @@ def test_divergence_is_reported_without_file_paths(capsys):
     run = lab.train(wait=True)
     assert run.diverged and "diverged" in run.summary()
     err = capsys.readouterr().err
-    assert "RuntimeWarning: Training diverged" in err and ".py" not in err
+    assert "DivergenceWarning: Training diverged" in err and ".py" not in err
     assert np.isfinite(lab.model.predict(x)).all()
 
 

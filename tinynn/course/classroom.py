@@ -26,12 +26,11 @@ Only ``*.ipynb`` files are written. Malformed markers (unbalanced, nested, or te
 stop the whole run with a ConfigError naming the file, cell and line, and nothing is written.
 """
 import copy
-import os
 import re
-import tempfile
 from pathlib import Path
 
 from ..errors import ConfigError
+from ..files import atomic_write
 
 BEGIN_SOLUTION, END_SOLUTION = "### BEGIN SOLUTION", "### END SOLUTION"
 BEGIN_HIDDEN, END_HIDDEN = "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS"
@@ -167,11 +166,5 @@ def write_student_notebooks(src_dir, out_dir):
 
 
 def _write_atomic(nbformat, nb, target):
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            nbformat.write(nb, f)
-        os.replace(tmp, target)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    with atomic_write(target, "w") as f:  # readable by all (0644): students share a hub
+        nbformat.write(nb, f)

@@ -590,22 +590,22 @@ STEPS = 6
 LR_CHANGE_AT = 4  # before this step both optimizers' .lr is halved, as a widget or schedule would
 
 
-def _momentum_dampened(self, i, param, grad):
-    (velocity,) = self.slots(i, param, 1)
+def _momentum_dampened(self, param, grad):
+    (velocity,) = self.slots(param, 1)
     velocity *= self.momentum
     velocity += (1.0 - self.momentum) * grad
     param -= self.lr * velocity
 
 
-def _adam_without_bias_correction(self, i, param, grad):
-    m, v = self.slots(i, param, 2)
+def _adam_without_bias_correction(self, param, grad):
+    m, v = self.slots(param, 2)
     m += (1.0 - self.beta1) * (grad - m)
     v += (1.0 - self.beta2) * (grad * grad - v)
     param -= self.lr * m / (np.sqrt(v) + self.eps)
 
 
-def _rmsprop_without_sqrt(self, i, param, grad):
-    (mean_square,) = self.slots(i, param, 1)
+def _rmsprop_without_sqrt(self, param, grad):
+    (mean_square,) = self.slots(param, 1)
     mean_square *= self.rho
     mean_square += (1.0 - self.rho) * grad * grad
     param -= self.lr * grad / (mean_square + self.eps)
@@ -791,7 +791,7 @@ def _check_schedule(candidate, reference, args):
 
 # ================================================================ one training step
 def _reference_train_step(net, loss, optimizer, x, y):
-    pred = net.forward(x)
+    pred = net.forward(x, training=True)
     value, grad = loss(pred, y)
     net.backward(grad)
     optimizer.step(net.params, net.grads)
@@ -799,7 +799,7 @@ def _reference_train_step(net, loss, optimizer, x, y):
 
 
 def _step_before_backward(net, loss, optimizer, x, y):
-    pred = net.forward(x)
+    pred = net.forward(x, training=True)
     value, grad = loss(pred, y)
     optimizer.step(net.params, net.grads)
     net.backward(grad)
@@ -807,13 +807,13 @@ def _step_before_backward(net, loss, optimizer, x, y):
 
 
 def _no_update(net, loss, optimizer, x, y):
-    value, grad = loss(net.forward(x), y)
+    value, grad = loss(net.forward(x, training=True), y)
     net.backward(grad)
     return value
 
 
 def _uphill(net, loss, optimizer, x, y):
-    value, grad = loss(net.forward(x), y)
+    value, grad = loss(net.forward(x, training=True), y)
     net.backward(-grad)
     optimizer.step(net.params, net.grads)
     return value
