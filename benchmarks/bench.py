@@ -23,6 +23,11 @@ How it measures, and why:
 - Input checks (issue 8): fit validates its arguments once per call (shapes, dtypes, NaN/inf,
   labels) and then runs its steps unchecked; train_step checks every batch it is given. Both
   are timed on their own and shown as a share of an epoch / a step.
+- Fast paths (issue 13): every tinynn class with a class attribute ``fast`` keeps its speed
+  tricks apart from its textbook code. For each such class an epoch runs with that class alone
+  on its textbook path (``fast = False``), interleaved with the all-fast epochs above; the table
+  shows what the fast path saves as a share of the epoch. Classes are found by scanning
+  tinynn's modules, so a new fast path shows up without touching this script.
 - If OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE are set (some machines set them to dodge bugs of old
   OpenBLAS builds) numpy may run a slower kernel: tinynn is then also measured with both unset,
   in its subprocess only, and threadpoolctl records which kernel each variant ran.
@@ -188,13 +193,81 @@ def input_checks(model, x, y, batch):
             "train_step_seconds": step}
 
 
+def fast_path_classes():
+    """'module.Class' for every tinynn class that defines a class attribute ``fast`` (its speed
+    tricks sit in a fast path beside the textbook code), in file order. Only modules whose source
+    mentions such an attribute are imported, so the course modules (matplotlib, widgets) are not."""
+    import importlib
+    import inspect
+    import re
+    import tinynn
+    package = Path(tinynn.__file__).parent
+    found = []
+    for path in sorted(package.rglob("*.py")):
+        if not re.search(r"^\s+fast\s*=", path.read_text(encoding="utf-8"), re.M):
+            continue
+        parts = ("tinynn",) + path.relative_to(package).with_suffix("").parts
+        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        module = importlib.import_module(name)
+        found += [f"{name}.{attr}" for attr, cls in vars(module).items()
+                  if inspect.isclass(cls) and cls.__module__ == name and "fast" in vars(cls)]
+    return found
+
+
+def resolve(qualified):
+    """The class named 'module.Class'."""
+    import importlib
+    module, _, name = qualified.rpartition(".")
+    return getattr(importlib.import_module(module), name)
+
+
+def model_objects(model):
+    """What a training step runs: the layers, the loss and the optimizer."""
+    return [*model.net.layers, model.loss, model.optimizer]
+
+
+def run_fast_classes(job):
+    """The fast-path classes, and for each model which of them it uses."""
+    classes = fast_path_classes()
+    used = {}
+    for model_name in job["models"]:
+        objects = model_objects(build_tinynn(model_name))
+        used[model_name] = [c for c in classes if any(isinstance(o, resolve(c)) for o in objects)]
+    return {"classes": classes, "used": used}
+
+
+class TextbookPath:
+    """``with TextbookPath("tinynn.conv.Conv2D"):`` runs that class's textbook code (fast =
+    False on the class, so every instance), restored afterwards. None: everything stays fast."""
+
+    def __init__(self, qualified):
+        self.cls = resolve(qualified) if qualified else None
+
+    def __enter__(self):
+        if self.cls is not None:
+            self.fast, self.cls.fast = self.cls.fast, False
+
+    def __exit__(self, *exc):
+        if self.cls is not None:
+            self.cls.fast = self.fast
+
+
 def run_tinynn(job):
+    if job["kind"] == "fast_classes":
+        return run_fast_classes(job)
+    with TextbookPath(job.get("textbook")):
+        return run_tinynn_model(job)
+
+
+def run_tinynn_model(job):
     model_name, n, batch = job["model"], job["n"], job["batch"]
     x, y = make_data(n, model_name)
     model = build_tinynn(model_name)
     model.fit(x[:2 * batch], y[:2 * batch], epochs=1, batch_size=batch)  # build, allocate, warm up
     result = {}
-    if job["kind"] == "epoch":
+    if job["kind"] == "textbook":
+        result["seconds"], _ = tinynn_epoch(model, x, y, batch, job["seed"], job["epochs"])
+    elif job["kind"] == "epoch":
         result["seconds"], result["fit_seconds"] = tinynn_epoch(model, x, y, batch, job["seed"],
                                                                 job["epochs"])
         result.update(input_checks(model, x, y, batch))
@@ -428,16 +501,19 @@ def cpu_model():
     return platform.processor() or platform.machine()
 
 
-def job_groups(args, framework, repeat):
+def job_groups(args, framework, repeat, fast_paths):
     """The measurements of one repeat, in groups; each group runs in one fresh process.
-    Full runs give every epoch its own process; --quick batches everything into one."""
-    def job(kind, model="mlp", n=args.samples, batch=128):
+    Full runs give every epoch its own process; --quick batches everything into one.
+    ``fast_paths``: per model, the fast-path classes it uses (each gets a textbook epoch)."""
+    def job(kind, model="mlp", n=args.samples, batch=128, **extra):
         return {"framework": framework, "kind": kind, "model": model, "n": n, "batch": batch,
-                "seed": repeat, "epochs": args.epochs[model]}
+                "seed": repeat, "epochs": args.epochs[model], **extra}
     groups = [[job("facts")]] if repeat == 0 else []
     for model in args.models:
         groups.append([job("epoch", model)])
         groups.append([job("gemm", model)] if framework == "tinynn" else [])  # numpy only
+        for cls in fast_paths.get(model, []):  # tinynn only, right after the all-fast epoch
+            groups.append([job("textbook", model, textbook=cls)] if framework == "tinynn" else [])
     groups.append([job("steps", n=args.step_samples, batch=b) for b in (32, 512)])
     return [sum(groups, [])] if args.quick else groups
 
@@ -448,6 +524,9 @@ def record(data, name, job, out):
         data["facts"][name] = out
     elif kind == "steps":
         data["steps"].setdefault(name, {}).setdefault(job["batch"], []).append(out)
+    elif kind == "textbook":
+        data["textbook"].setdefault(job["model"], {}).setdefault(name, {}) \
+            .setdefault(job["textbook"], []).append(out)
     else:
         data[{"epoch": "epochs", "gemm": "gemm"}[kind]].setdefault(job["model"], {}) \
             .setdefault(name, []).append(out)
@@ -458,7 +537,8 @@ def record(data, name, job, out):
         say(f"{what}, {name}: floor {out['seconds']:.3f} s for {out['gflop']:.1f} GFLOP; "
             f"large-GEMM peak {out['peak_gflops']:.0f} GFLOP/s")
     elif kind != "facts":
-        say(f"{what}, {name}: {out['seconds']:.3f} s")
+        textbook = f" ({job['textbook']} textbook)" if kind == "textbook" else ""
+        say(f"{what}{textbook}, {name}: {out['seconds']:.3f} s")
 
 
 def measure(args):
@@ -471,11 +551,13 @@ def measure(args):
     if args.torch:
         runners["PyTorch"] = child_env()
     data = {"runners": list(runners), "openblas_set": openblas_set, "load_before": os.getloadavg(),
-            "epochs": {}, "steps": {}, "gemm": {}, "facts": {}, "runs": 0, "disturbed": 0}
+            "epochs": {}, "steps": {}, "gemm": {}, "facts": {}, "textbook": {}, "runs": 0,
+            "disturbed": 0}
+    data["fast_paths"] = find_fast_paths(args, variants["tinynn"])
     for r in range(args.repeats):
         say(f"repeat {r + 1}/{args.repeats}")
-        plans = {name: job_groups(args, "torch" if name == "PyTorch" else "tinynn", r)
-                 for name in runners}
+        plans = {name: job_groups(args, "torch" if name == "PyTorch" else "tinynn", r,
+                                  data["fast_paths"]["used"]) for name in runners}
         for g in range(len(plans["tinynn"])):
             for name, env in runners.items():  # A/B interleaved: tinynn, torch, tinynn, torch, ...
                 jobs = plans[name][g]
@@ -486,6 +568,16 @@ def measure(args):
     data["imports"] = {name: import_time(env, args.import_repeats) for name, env in variants.items()}
     say(f"import tinynn: {data['imports']['tinynn']['tinynn']['seconds']:.3f} s")
     return data
+
+
+def find_fast_paths(args, env):
+    """{'classes': [...], 'used': {model: [...]}} from a worker (the working tree's tinynn)."""
+    (out,), _ = spawn([{"framework": "tinynn", "kind": "fast_classes", "models": args.models}], env)
+    if "error" in out:
+        say(f"fast paths: {out['error']}")
+        return {"classes": [], "used": {}, "error": out["error"]}
+    say("fast paths: " + (", ".join(out["classes"]) or "none"))
+    return out
 
 
 def say(text):
@@ -618,6 +710,7 @@ def report(data, args, command):
                   "512 (what a step costs apart from the arithmetic)."]
 
     lines += input_check_lines(data)
+    lines += fast_path_lines(data, tinynn_names)
     lines += ["", f"## Import time (fresh process, bytecode cached, median of {args.import_repeats})",
               "", "| variant | `import numpy` s | `import tinynn` s (numpy included) | heavy modules "
               "pulled in by `import tinynn` |", "|---|---|---|---|"]
@@ -648,6 +741,36 @@ def input_check_lines(data):
             "per batch of 128 | share of one step |", "|---|---|---|---|---|", *rows, "",
             "fit checks shapes, dtypes, NaN/inf and labels of the whole dataset once, then runs "
             "its steps unchecked: the epoch times above include no validation at all."]
+
+
+def fast_path_lines(data, tinynn_names):
+    """What each class's fast path saves: its textbook epoch against the all-fast epoch."""
+    found = data.get("fast_paths", {})
+    lines = ["", "## Fast paths (issue 13: each class's textbook code vs its fast path)", "",
+             "| class | model | all fast s/epoch | this class textbook s/epoch | fast path saves "
+             "(share of the textbook epoch) | pairs (textbook / fast) |",
+             "|---|---|---|---|---|---|"]
+    for cls in found.get("classes", []):
+        for model in data["epochs"]:
+            name = tinynn_names[0]
+            if cls not in found["used"].get(model, []):
+                lines.append(f"| {cls} | {model} | – | – | not in this model | – |")
+                continue
+            fast_runs = data["epochs"][model].get(name, [])
+            slow_runs = data["textbook"].get(model, {}).get(name, {}).get(cls, [])
+            ratios = pair_ratios(slow_runs, fast_runs)
+            ratio = statistics.median(ratios) if ratios else None
+            saved = f"**{100 * (1 - 1 / ratio):.0f}%**" if ratio else "–" + _error(slow_runs)
+            lines.append(f"| {cls} | {model} | {fmt(med(fast_runs))} | {fmt(med(slow_runs))} | "
+                         f"{saved} | {', '.join(f'{r:.2f}' for r in ratios) or '–'} |")
+    note = ("Each class alone runs its textbook code (`fast = False`), everything else stays "
+            "fast; saved share = 1 − fast / textbook, median over the pairs (each textbook epoch "
+            "runs right after an all-fast one).")
+    if "error" in found:
+        note += f" Fast-path classes could not be listed: {found['error']}."
+    elif not found.get("classes"):
+        note += " No tinynn class defines a `fast` attribute."
+    return lines + ["", note]
 
 
 def busy_warning(data):

@@ -1,6 +1,8 @@
 """Convolutions, pooling and batch norm: gradients (gradcheck on random geometries), forward
-against direct nested-loop references written here, the inference/training split of BatchNorm,
-error messages, dtypes, and a small CNN that learns."""
+against direct nested-loop references written here, the fast paths against the textbook code,
+inference forwards that leave no trace for a later backward, the inference/training split of
+BatchNorm, error messages, dtypes, and a small CNN that learns."""
+import copy
 import math
 
 import numpy as np
@@ -9,7 +11,8 @@ from hypothesis import assume, given, settings, strategies as st
 
 import tinynn as tn
 import tinynn.conv
-from tinynn.conv import AvgPool2D, BatchNorm, Conv2D, MaxPool2D, col2im, im2col, output_size
+from tinynn.conv import AvgPool2D, Conv2D, MaxPool2D, col2im, im2col, output_size
+from tinynn.norm import BatchNorm
 
 GRAD_TOL = 1e-6
 SEEDS = st.integers(0, 2**32 - 1)
@@ -95,12 +98,13 @@ def random_conv(seed, filters, kernel, stride=1, padding="valid", dilation=1, ba
 @FAST
 @given(seed=SEEDS, filters=st.integers(1, 3), kernel=SIZES, stride=STEPS, padding=PADDINGS,
        dilation=STEPS, batch=st.integers(1, 2), height=st.integers(3, 7), width=st.integers(3, 7),
-       channels=st.integers(1, 3))
+       channels=st.integers(1, 3), fast=st.booleans())
 def test_conv2d_gradcheck(seed, filters, kernel, stride, padding, dilation, batch, height, width,
-                          channels):
+                          channels, fast):
     layer, x = random_conv(seed, filters, kernel, stride, padding, dilation, batch, height, width,
                            channels)
     assume(x is not None)
+    layer.fast = fast  # the textbook code (fast=False) and the fast path
     errors = tn.gradcheck(layer, x)
     assert set(errors) == {"input", "w", "b"}
     assert max(errors.values()) < GRAD_TOL, errors
@@ -199,13 +203,25 @@ def test_conv2d_outputs_do_not_alias_between_steps():
     assert np.array_equal(y1, y1_copy) and np.array_equal(dx1, dx1_copy)
 
 
-@pytest.mark.parametrize("make", [lambda: Conv2D(2, 3), lambda: MaxPool2D(2)])
-def test_backward_needs_a_training_forward(make):
+@pytest.mark.parametrize("fast", [True, False], ids=["fast", "textbook"])
+@pytest.mark.parametrize("make", [lambda: Conv2D(2, 3), lambda: MaxPool2D(2), lambda: AvgPool2D(2),
+                                  lambda: BatchNorm()], ids=["Conv2D", "MaxPool2D", "AvgPool2D",
+                                                             "BatchNorm"])
+def test_backward_needs_a_training_forward(make, fast):
+    """A backward without a training forward before it is a tinynn error naming the layer, not
+    an AttributeError or a gradient of something stale; an inference forward does not count, and
+    each training forward serves one backward."""
     layer = make()
-    with pytest.raises(RuntimeError, match="training=True"):
+    layer.fast = fast
+    with pytest.raises(tn.ShapeError, match=type(layer).__name__ + r".*training=True"):
         layer.backward(np.ones((1, 2, 2, 2)))
-    y = layer.forward(np.zeros((1, 4, 4, 1)), training=False)
-    with pytest.raises(RuntimeError, match="training=True"):
+    x = np.random.default_rng(13).standard_normal((1, 4, 4, 1))
+    y = layer.forward(x, training=False)
+    with pytest.raises(tn.ShapeError, match=type(layer).__name__ + r".*training=True"):
+        layer.backward(np.ones_like(y))
+    layer.forward(x)
+    layer.backward(np.ones_like(y))
+    with pytest.raises(tn.ShapeError, match="training=True"):
         layer.backward(np.ones_like(y))
 
 
@@ -238,10 +254,11 @@ POOLS = {"max": (MaxPool2D, np.max), "avg": (AvgPool2D, np.mean)}
 @FAST
 @given(seed=SEEDS, kind=st.sampled_from(sorted(POOLS)), pool=SIZES, stride=st.none() | STEPS,
        batch=st.integers(1, 2), height=st.integers(3, 7), width=st.integers(3, 7),
-       channels=st.integers(1, 3))
-def test_pool_gradcheck_and_forward(seed, kind, pool, stride, batch, height, width, channels):
+       channels=st.integers(1, 3), fast=st.booleans())
+def test_pool_gradcheck_and_forward(seed, kind, pool, stride, batch, height, width, channels, fast):
     layer_class, reduce = POOLS[kind]
     layer = layer_class(pool, stride)
+    layer.fast = fast  # AvgPool2D has no fast path: the attribute changes nothing there
     x = data_rng(seed).standard_normal((batch, height, width, channels))
     expected = pool_reference(x, pool, stride, reduce)
     np.testing.assert_allclose(layer.forward(x, training=False), expected, rtol=1e-12, atol=1e-15)
@@ -284,18 +301,6 @@ def test_batchnorm_gradcheck_in_training_mode(seed, shape):
     assert max(errors.values()) < GRAD_TOL, errors
 
 
-def test_batchnorm_gradcheck_in_inference_mode():
-    class Frozen(BatchNorm):
-        def forward(self, x, training=True):
-            return super().forward(x, training=False)
-
-    gen = np.random.default_rng(6)
-    layer = Frozen()
-    BatchNorm.forward(layer, gen.standard_normal((8, 3)) * 2 + 1)  # builds; running statistics
-    layer.params["gamma"][...] = gen.standard_normal(3)
-    assert max(tn.gradcheck(layer, gen.standard_normal((5, 3))).values()) < GRAD_TOL
-
-
 def test_batchnorm_normalises_each_channel_over_batch_and_positions():
     gen = np.random.default_rng(7)
     x = gen.standard_normal((6, 3, 3, 4)) * [1, 2, 3, 4] + [0, -1, 5, 10]
@@ -313,8 +318,10 @@ def test_batchnorm_running_statistics_and_inference():
         layer.forward(xb)
         mean = 0.8 * mean + 0.2 * xb.mean(axis=0)
         var = 0.8 * var + 0.2 * xb.var(axis=0, ddof=1)  # unbiased, as PyTorch
-    np.testing.assert_allclose(layer.running_mean, mean, rtol=1e-12)
-    np.testing.assert_allclose(layer.running_var, var, rtol=1e-12)
+    np.testing.assert_allclose(layer.state["running_mean"], mean, rtol=1e-12)
+    np.testing.assert_allclose(layer.state["running_var"], var, rtol=1e-12)
+    assert layer.running_mean is layer.state["running_mean"]  # read-only shortcuts
+    assert layer.running_var is layer.state["running_var"]
     layer.params["gamma"][...] = [2.0, 0.5]
     layer.params["beta"][...] = [1.0, -1.0]
     x = gen.standard_normal((4, 2))
@@ -323,7 +330,8 @@ def test_batchnorm_running_statistics_and_inference():
     # Inference uses no batch statistics: one sample alone gives the same answer.
     np.testing.assert_allclose(layer.forward(x[:1], training=False), expected[:1], rtol=1e-12)
     # ... and does not move the running statistics.
-    np.testing.assert_allclose(layer.running_mean, mean, rtol=1e-12)
+    np.testing.assert_allclose(layer.state["running_mean"], mean, rtol=1e-12)
+    np.testing.assert_allclose(layer.state["running_var"], var, rtol=1e-12)
 
 
 def test_batchnorm_keeps_running_statistics_apart_from_parameters():
@@ -339,8 +347,217 @@ def test_batchnorm_keeps_running_statistics_apart_from_parameters():
     np.testing.assert_array_equal(twin.forward(x, training=False), layer.forward(x, training=False))
     fresh = BatchNorm()
     fresh.load_params({k: v for k, v in saved.items() if k in ("gamma", "beta")})
-    assert np.array_equal(fresh.running_mean, np.zeros(3))
-    assert np.array_equal(fresh.running_var, np.ones(3))
+    assert np.array_equal(fresh.state["running_mean"], np.zeros(3))
+    assert np.array_equal(fresh.state["running_var"], np.ones(3))
+
+
+# ---------------------------------------------------------------- fast paths = textbook
+def close_enough(fast, textbook):
+    """Same numbers up to summation order: relative 1e-6 in float32, 1e-12 in float64."""
+    assert fast.dtype == textbook.dtype and fast.shape == textbook.shape
+    tol = 1e-6 if fast.dtype == np.float32 else 1e-12
+    scale = max(float(np.abs(textbook).max(initial=0.0)), np.finfo(textbook.dtype).tiny)
+    assert float(np.abs(fast - textbook).max(initial=0.0)) <= tol * scale
+
+
+def run_both_paths(layer, x, upstream, input_grad=True):
+    """{fast: (y_train, y_inference, dx, grads)} for one layer built on x, fast and textbook."""
+    results = {}
+    for fast in (True, False):
+        twin = copy.deepcopy(layer)
+        twin.fast = fast
+        y = twin.forward(x)
+        y_inference = twin.forward(x, training=False)
+        dx = twin.backward(upstream, input_grad=input_grad)
+        results[fast] = (y, y_inference, dx, {k: g.copy() for k, g in twin.grads.items()})
+    return results
+
+
+CONV_GEOMETRIES = [dict(padding="same"), dict(padding="valid"), dict(stride=2, padding="same"),
+                   dict(stride=(2, 1), dilation=2, padding=1), dict(dilation=(1, 2)),
+                   dict(kernel=(3, 5), padding=(1, 0))]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("channels", [1, 3])
+@pytest.mark.parametrize("geometry", CONV_GEOMETRIES, ids=str)
+@pytest.mark.parametrize("small_product", [0, 1 << 40], ids=["one product", "per sample"])
+def test_conv2d_fast_path_matches_the_textbook(monkeypatch, geometry, channels, dtype,
+                                               small_product):
+    monkeypatch.setattr(tinynn.conv, "SMALL_PRODUCT", small_product)  # both groupings of _groups
+    geometry = dict(geometry)
+    gen = np.random.default_rng(14)
+    layer = Conv2D(4, geometry.pop("kernel", 3), **geometry)
+    x = gen.standard_normal((3, 9, 8, channels)).astype(dtype)
+    layer.forward(x)  # builds
+    layer.params["b"][...] = gen.standard_normal(4)
+    upstream = gen.standard_normal(layer.output_shape(x.shape)).astype(dtype)
+    results = run_both_paths(layer, x, upstream)
+    for fast, textbook in zip(results[True][:3], results[False][:3]):
+        close_enough(fast, textbook)  # forward (training and inference) and dL/dx
+    for name in ("w", "b"):
+        close_enough(results[True][3][name], results[False][3][name])
+    without_input_grad = run_both_paths(layer, x, upstream, input_grad=False)
+    for fast in (True, False):
+        assert without_input_grad[fast][2] is None  # the first layer: no dL/d(data)
+        for name in ("w", "b"):  # ... and the very same parameter gradients
+            assert np.array_equal(without_input_grad[fast][3][name], results[fast][3][name])
+
+
+@pytest.mark.parametrize("pool,stride,shape", [(2, None, (3, 8, 6, 2)), (2, None, (2, 7, 5, 3)),
+                                               (3, 2, (2, 7, 8, 1)), ((2, 3), (1, 2), (2, 6, 7, 2))])
+@pytest.mark.parametrize("ties", [False, True], ids=["random", "ties"])
+def test_maxpool_fast_path_matches_the_textbook_bit_for_bit(pool, stride, shape, ties):
+    gen = np.random.default_rng(15)
+    x = gen.standard_normal(shape)
+    if ties:
+        x = np.round(x)  # many equal values in a window: the first one must win in both paths
+    layer = MaxPool2D(pool, stride)
+    upstream = gen.standard_normal(layer.forward(x).shape)
+    fast, textbook = run_both_paths(layer, x, upstream).values()
+    for a, b in zip(fast[:3], textbook[:3]):
+        assert a.dtype == b.dtype and np.array_equal(a, b)
+
+
+def test_conv2d_refuses_a_switch_of_path_between_forward_and_backward():
+    layer = Conv2D(2, 3)
+    y = layer.forward(np.zeros((1, 4, 4, 2)))
+    layer.fast = False
+    with pytest.raises(tn.ConfigError, match="fast"):
+        layer.backward(np.ones_like(y))
+
+
+# ---------------------------------------------------------------- inference leaves no trace
+NO_TRACE_LAYERS = {
+    "Conv2D 1 channel": (lambda: Conv2D(3, 3, padding="same"), (4, 6, 6, 1)),
+    "Conv2D 3 channels": (lambda: Conv2D(3, 3, padding="same"), (4, 6, 6, 3)),
+    "Conv2D strided": (lambda: Conv2D(3, (3, 2), stride=2, padding=1), (4, 7, 6, 2)),
+    "MaxPool2D": (lambda: MaxPool2D(2), (4, 6, 6, 2)),
+    "MaxPool2D overlapping": (lambda: MaxPool2D(3, 2), (4, 7, 7, 2)),
+    "AvgPool2D": (lambda: AvgPool2D(2), (4, 6, 6, 2)),
+    "BatchNorm images": (lambda: BatchNorm(), (4, 3, 3, 2)),
+    "BatchNorm features": (lambda: BatchNorm(), (6, 3)),
+}
+
+
+@pytest.mark.parametrize("fast", [True, False], ids=["fast", "textbook"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("name", sorted(NO_TRACE_LAYERS))
+def test_an_inference_forward_between_forward_and_backward_changes_no_gradient(name, dtype, fast):
+    """Training forward on batch A, forward(training=False) on batch B of the same shape (an
+    evaluation, a live plot), then backward: the gradients are bit for bit those without B. The
+    inference forward must neither replace the cache nor overwrite a reused buffer."""
+    make, shape = NO_TRACE_LAYERS[name]
+    gen = np.random.default_rng(16)
+    a, b = (gen.standard_normal(shape).astype(dtype) for _ in range(2))
+    layer = make()
+    layer.fast = fast
+    layer.forward(a)  # builds
+    for p in layer.params.values():
+        p[...] = gen.standard_normal(p.shape)
+    upstream = gen.standard_normal(layer.forward(a).shape).astype(dtype)
+    runs = []
+    for interleave in (False, True):
+        twin = copy.deepcopy(layer)
+        twin.forward(b)  # a first step on another batch: buffers exist and hold b
+        twin.backward(upstream)
+        twin.forward(a)
+        if interleave:
+            twin.forward(b, training=False)
+        dx = twin.backward(upstream)
+        runs.append((dx, {k: g.copy() for k, g in twin.grads.items()}, copy.deepcopy(twin.state)
+                     if hasattr(twin, "state") else {}))
+    (dx, grads, state), (dx_b, grads_b, state_b) = runs
+    assert np.array_equal(dx, dx_b)
+    assert grads.keys() == grads_b.keys()
+    for k in grads:
+        assert np.array_equal(grads[k], grads_b[k]), k
+    for k in state:  # and an inference forward moves no running statistics
+        assert np.array_equal(state[k], state_b[k]), k
+
+
+def test_net_backward_after_an_evaluation_in_between_is_unchanged():
+    """The bug 3 scenario end to end, for this module's layers: a live plot evaluates the net
+    between forward and backward."""
+    tn.seed(3)
+    x, _ = bars(16, seed=3)
+    net = tn.Net([Conv2D(4, 3, padding="same"), BatchNorm(), MaxPool2D(2),
+                  Conv2D(4, 3, padding="same"), AvgPool2D(2)])
+    out_shape = (8, 3, 3, 4)
+    net.forward(x[8:])  # builds and fills every buffer once
+    net.backward(np.ones(out_shape, np.float32))
+    twin = copy.deepcopy(net)
+    upstream = np.random.default_rng(17).standard_normal(out_shape).astype(np.float32)
+    net.forward(x[:8])
+    dx = net.backward(upstream)
+    twin.forward(x[:8])
+    twin.forward(x[8:], training=False)
+    assert np.array_equal(twin.backward(upstream), dx)
+    assert all(np.array_equal(g, h) for g, h in zip(net.grads, twin.grads))
+
+
+# ---------------------------------------------------------------- BatchNorm state
+def test_batchnorm_works_when_its_state_is_written_into_or_replaced():
+    """Saving/loading a model and the divergence rollback restore ``layer.state`` either by
+    writing into its arrays or by replacing them: BatchNorm reads the state afresh each forward."""
+    gen = np.random.default_rng(18)
+    batches = [gen.standard_normal((8, 3)).astype(np.float32) * 2 + 1 for _ in range(4)]
+    probe = gen.standard_normal((5, 3)).astype(np.float32)
+
+    layer = BatchNorm()
+    for xb in batches[:2]:
+        layer.forward(xb)
+    saved = {k: v.copy() for k, v in layer.state.items()}
+    expected_inference = layer.forward(probe, training=False)
+    layer.forward(batches[2])
+    expected_next = layer.forward(batches[3]), {k: v.copy() for k, v in layer.state.items()}
+
+    for restore in ("write into", "replace"):
+        twin = copy.deepcopy(layer)
+        twin.forward(gen.standard_normal((8, 3)).astype(np.float32) * 9)  # diverged statistics
+        for name, value in saved.items():
+            if restore == "write into":
+                twin.state[name][...] = value
+            else:
+                twin.state[name] = value.copy()
+        assert np.array_equal(twin.forward(probe, training=False), expected_inference), restore
+        twin.forward(batches[2])
+        y = twin.forward(batches[3])
+        assert np.array_equal(y, expected_next[0]), restore
+        for name in saved:
+            assert np.array_equal(twin.state[name], expected_next[1][name]), restore
+            assert twin.state[name].dtype == np.float32
+    assert set(layer.state) == {"running_mean", "running_var"}
+
+
+def test_batchnorm_keeps_the_dtype_when_its_state_is_replaced_by_another_dtype():
+    layer = BatchNorm()
+    x = np.random.default_rng(19).standard_normal((6, 2)).astype(np.float32)
+    layer.forward(x)
+    layer.state = {name: value.astype(np.float64) for name, value in layer.state.items()}
+    assert layer.forward(x, training=False).dtype == np.float32
+    assert layer.forward(x).dtype == np.float32
+    assert all(v.dtype == np.float32 for v in layer.state.values())
+
+
+def test_batchnorm_moved_to_norm_and_the_old_import_still_works():
+    assert tinynn.conv.BatchNorm is BatchNorm and BatchNorm.__module__ == "tinynn.norm"
+
+
+@pytest.mark.parametrize("make,shape", [(lambda: MaxPool2D(2), (2, 4, 4, 2)),
+                                        (lambda: AvgPool2D(2), (2, 4, 4, 2)),
+                                        (lambda: BatchNorm(), (4, 2, 2, 3))])
+def test_input_grad_false_skips_the_input_gradient_and_keeps_the_parameter_gradients(make, shape):
+    x = np.random.default_rng(20).standard_normal(shape)
+    layer = make()
+    upstream = np.random.default_rng(21).standard_normal(layer.forward(x).shape)
+    layer.backward(upstream)
+    grads = {k: g.copy() for k, g in layer.grads.items()}
+    layer.forward(x)
+    result = layer.backward(upstream, input_grad=False)
+    assert result is None or result.shape == x.shape  # pools may compute it anyway
+    for k in grads:
+        assert np.array_equal(layer.grads[k], grads[k])
 
 
 # ---------------------------------------------------------------- errors and dtypes

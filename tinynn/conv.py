@@ -1,12 +1,12 @@
-"""Convolutional layers: Conv2D, MaxPool2D, AvgPool2D, and BatchNorm.
+"""Convolutional layers: Conv2D, MaxPool2D, AvgPool2D (BatchNorm lives in ``tinynn.norm``).
 
 Images are channels-last
 ------------------------
 An image batch is (batch, height, width, channels) — "NHWC", as in Keras/TensorFlow — everywhere
 in tinynn. Two reasons:
 
-* Dense works on the last axis, and so does a convolution's mixing of channels: Conv2D and
-  BatchNorm infer their input channels lazily from ``x.shape[-1]``, just as Dense infers its width.
+* Dense works on the last axis, and so does a convolution's mixing of channels: Conv2D (and
+  BatchNorm) infer their input channels lazily from ``x.shape[-1]``, just as Dense infers its width.
 * With channels innermost, one receptive field is kh·kw runs of C neighbouring numbers, so im2col
   is a strided *view* plus one copy, and the matrix product (pixels × filters) already *is* the
   NHWC output: no transposes anywhere.
@@ -45,16 +45,20 @@ and dL/dX is dL/dX̃ with the padding cropped off. col2im is the transpose (adjo
 Pooling follows the same pattern: max pooling sends each window's gradient to the element that
 won the max; average pooling shares it equally over the window.
 
-Speed (each trick is also commented where it is used)
------------------------------------------------------
+Textbook code and fast paths
+----------------------------
+``forward`` and ``backward`` of each layer, read top to bottom, are exactly the algorithm above.
+Speed tricks live apart, in ``_fast_*`` methods right after the textbook ones, each commented with
+what it buys (measured on the benchmark CNN's epoch, see benchmarks/README.md). A class attribute
+``fast = True`` picks them; ``Conv2D.fast = False`` (or ``layer.fast = False``) runs the textbook
+code instead, and the tests check that both give the same numbers.
+
 Everything stays in the input's dtype (float32 for training). No Python loop ever runs over
 pixels or samples: the only loops are over the kh·kw kernel offsets (or pool offsets), each
-iteration a whole-batch array operation. Small layers run their matrix products per sample,
-big ones as one product (whichever OpenBLAS runs fast, see ``_groups``); the im2col buffer is
-reused between steps and again for dL/dcols; dL/dcols is laid out offset-major so that col2im
-adds contiguous blocks; a single-channel input (the first layer on grayscale images) gets its
-own layout, receptive fields as columns, so nothing copies or multiplies runs of 9–25 numbers;
-max pooling takes one strided slice per window offset.
+iteration a whole-batch array operation.
+
+Inference (``training=False``) leaves no trace: it keeps nothing, and overwrites nothing, that a
+later backward reads; that backward still sees the last training forward.
 """
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
@@ -93,6 +97,14 @@ def _check_images(layer, x):
                          "x.reshape(-1, 28, 28, 1)")
 
 
+
+
+def _needs_training_forward(layer):
+    return ShapeError(f"{layer!r}: backward needs a forward(x, training=True) first; inference "
+                      "forwards keep nothing for backward, and each training forward serves one "
+                      "backward")
+
+
 # ---------------------------------------------------------------- im2col and col2im
 def output_size(size, kernel, stride=1, dilation=1):
     """Output length along one axis of a (padded) input of length ``size``: the number of
@@ -119,77 +131,34 @@ def windows(x, kernel_size, stride=1, dilation=1):
                       writeable=False)
 
 
-def im2col(x, kernel_size, stride=1, dilation=1, out=None):
+def im2col(x, kernel_size, stride=1, dilation=1):
     """Unfold the receptive fields of ``x`` (N, H, W, C; already padded) into the rows of a
     matrix of shape (N·Ho·Wo, kh·kw·C), columns ordered (i, j, c) like ``w.reshape(-1, filters)``
-    for a weight w of shape (kh, kw, C, filters). ``out``: an array to write into (reused buffer)."""
+    for a weight w of shape (kh, kw, C, filters). Reshaping the strided view copies it: one copy."""
     view = windows(x, kernel_size, stride, dilation)
     n, ho, wo, kh, kw, c = view.shape
-    if out is None:
-        out = np.empty((n * ho * wo, kh * kw * c), dtype=x.dtype)
-    rows = out.reshape(view.shape)
-    if kw * c >= wo:
-        np.copyto(rows, view)  # one copy; numpy moves runs of kw·C contiguous numbers
-    else:
-        # Few channels (the first layer, C = 1): runs of kw·C would be 1–3 numbers long, so
-        # copying whole kh·kw image planes (runs of Wo numbers) is several times faster.
-        for i in range(kh):
-            for j in range(kw):
-                rows[:, :, :, i, j] = view[:, :, :, i, j]
-    return out
+    return view.reshape(n * ho * wo, kh * kw * c)
 
 
 def col2im(cols, x_shape, kernel_size, stride=1, dilation=1):
     """The adjoint of ``im2col``: add every entry of ``cols`` (N·Ho·Wo, kh·kw·C) back onto the
-    pixel of an (N, H, W, C) array it was copied from. Overlapping windows add up."""
+    pixel of an (N, H, W, C) array it was copied from. Overlapping windows add up.
+
+    One strided add per kernel offset (i, j): the block cols[:, (i, j, :)] holds, for every
+    window, the gradient of the pixel at offset (i, j) inside it — pixels that form a strided
+    slice of the image. (``cols`` may also come as an (N, Ho, Wo, kh, kw, C) array of any strides.)"""
     n, h, w, c = x_shape
     (kh, kw), (sh, sw), (dh, dw) = (_pair(kernel_size, "kernel_size", "col2im"),
                                     _pair(stride, "stride", "col2im"),
                                     _pair(dilation, "dilation", "col2im"))
     ho, wo = output_size(h, kh, sh, dh), output_size(w, kw, sw, dw)
-    return _add_windows(cols.reshape(n, ho, wo, kh, kw, c), x_shape, (sh, sw), (dh, dw))
-
-
-def _add_windows(rows, x_shape, stride, dilation):
-    """col2im on a 6-D (N, Ho, Wo, kh, kw, C) array of any strides: one strided add per kernel
-    offset (i, j) — the kh·kw loop is the standard fast col2im, each add a whole-batch operation."""
-    n, ho, wo, kh, kw, c = rows.shape
-    (sh, sw), (dh, dw) = stride, dilation
-    dx = np.zeros(x_shape, dtype=rows.dtype)
+    rows = cols.reshape(n, ho, wo, kh, kw, c)
+    dx = np.zeros(x_shape, dtype=cols.dtype)
     for i in range(kh):
         for j in range(kw):
             dx[:, i * dh:i * dh + sh * (ho - 1) + 1:sh, j * dw:j * dw + sw * (wo - 1) + 1:sw] += \
                 rows[:, :, :, i, j]
     return dx
-
-
-def _channel_sum(a):
-    """Per-channel sums of a (N, ..., C) array over every axis but the last. Summing the samples
-    first (long contiguous rows), then the positions, is ~10× faster than one reduction over
-    N·H·W short rows of C numbers, and accumulates less rounding error."""
-    total = a.sum(axis=0)
-    return total.reshape(-1, a.shape[-1]).sum(axis=0) if a.ndim > 2 else total
-
-
-SMALL_PRODUCT = 1 << 20  # multiply-adds; see _groups
-
-
-def _groups(n, rows, inner, cols):
-    """How many matrix products to split a layer's (n·rows × inner) @ (inner × cols) into:
-    as few as possible while each covers whole samples and stays within SMALL_PRODUCT
-    multiply-adds — or 1 (one big product) when even one sample is larger than that.
-
-    Measured with OpenBLAS on 2 cores: a single tall, thin product (inner or cols of 9–32,
-    n·rows of 10⁵) runs up to 40× slower multithreaded than the same work split into small
-    products, which numpy loops over in C and OpenBLAS runs with its single-threaded small-matrix
-    kernels. Each product costs a microsecond or two of overhead, hence as few as possible; and
-    products above the small-matrix size would each be multithreaded and pay a thread
-    synchronisation, so larger layers use one big product instead."""
-    per_sample = rows * inner * cols
-    if per_sample > SMALL_PRODUCT:
-        return 1
-    samples = max(s for s in range(1, min(n, SMALL_PRODUCT // per_sample) + 1) if n % s == 0)
-    return n // samples
 
 
 # ---------------------------------------------------------------- Conv2D
@@ -202,6 +171,8 @@ class Conv2D(Layer):
     Keras), or an int / (h, w) pair of zeros added on each side. The input channels are inferred
     on the first forward (or given as ``in_channels``). Parameters: ``w`` (kh, kw, C, filters),
     ``b`` (filters,). See the module docstring for the im2col forward and the backward."""
+
+    fast = True  # False: run the textbook forward/backward (same numbers, slower)
 
     def __init__(self, filters, kernel_size, stride=1, padding="valid", dilation=1,
                  init="he_normal", bias=True, in_channels=None):
@@ -221,7 +192,8 @@ class Conv2D(Layer):
             self.padding = _pair(padding, "padding", "Conv2D", minimum=0)
         self.init = initializers.get(init)
         self.bias = bool(bias)
-        self._pad_buffer = self._cols_buffer = self._cache = None
+        self._cache = None  # what backward needs, set by a training forward only
+        self._pad_buffer = self._cols_buffer = None  # fast path's reused arrays
         if in_channels is not None:
             if not _is_int(in_channels) or in_channels < 1:
                 raise ConfigError(f"Conv2D: in_channels must be a positive integer, got "
@@ -269,9 +241,93 @@ class Conv2D(Layer):
                              f"which spans {dh * (kh - 1) + 1}×{dw * (kw - 1) + 1} pixels; hint: "
                              "use padding='same' or a smaller kernel")
 
-    def _padded(self, x):
-        """x with its zero border. The buffer is kept between calls: its border stays zero, so
-        each step only copies the interior (no np.pad allocation and zero-fill per step)."""
+    def _w2(self):
+        """The weights as the (kh·kw·C, filters) matrix of the im2col product (a view)."""
+        return self.params["w"].reshape(-1, self.filters)
+
+    def _crop(self, dxp, x_shape):
+        """dL/dX from dL/dX̃: the padding's rows and columns cut off."""
+        (top, _), (left, _) = self._pads(x_shape[1], x_shape[2])
+        return dxp[:, top:top + x_shape[1], left:left + x_shape[2]]
+
+    def _take_cache(self):
+        """The last training forward's cache, consumed: one backward per training forward."""
+        cache, self._cache = self._cache, None
+        if cache is None:
+            raise _needs_training_forward(self)
+        if cache["fast"] != self.fast:
+            raise ConfigError(f"{self!r}: fast was switched between forward and backward")
+        return cache
+
+    # ------------------------------------------------------------ textbook
+    def forward(self, x, training=True):
+        """pad → im2col → one matrix product (+ bias) → reshape to (N, Ho, Wo, filters)."""
+        self._check(x)
+        if "w" not in self.params:
+            self.build(x.shape[3], x.dtype)
+        if self.fast:
+            return self._fast_forward(x, training)  # fast path, see below
+        n, ho, wo, f = self.output_shape(x.shape)
+        xp = np.pad(x, ((0, 0), *self._pads(x.shape[1], x.shape[2]), (0, 0)))
+        cols = im2col(xp, self.kernel_size, self.stride, self.dilation)
+        y = cols @ self._w2()
+        if self.bias:
+            y += self.params["b"]
+        if training:
+            self._cache = {"fast": False, "x_shape": x.shape, "xp_shape": xp.shape, "cols": cols}
+        return y.reshape(n, ho, wo, f)
+
+    def backward(self, grad, input_grad=True):
+        """dW₂ = colsᵀ G, db = Σ_p G, and (if ``input_grad``) dcols = G W₂ᵀ → col2im → crop.
+        Returns dL/dX, or None when ``input_grad=False`` (a net's first layer: nobody needs
+        the gradient of the data, and skipping it saves a product and the col2im)."""
+        cache = self._take_cache()
+        if self.fast:
+            return self._fast_backward(grad, input_grad, cache)  # fast path, see below
+        g = grad.reshape(-1, self.filters)
+        self.grads["w"][...] = (cache["cols"].T @ g).reshape(self.params["w"].shape)
+        if self.bias:
+            self.grads["b"][...] = g.sum(axis=0)
+        if not input_grad:
+            return None
+        dcols = g @ self._w2().T
+        dxp = col2im(dcols, cache["xp_shape"], self.kernel_size, self.stride, self.dilation)
+        return self._crop(dxp, cache["x_shape"])
+
+    # ------------------------------------------------------------ fast path
+    # The same arithmetic, organised for OpenBLAS and numpy on small images. What each trick buys
+    # (share of the benchmark CNN's epoch, measured with benchmarks/bench.py's fast-paths table):
+    # see the comments.
+    def _fast_forward(self, x, training):
+        n, ho, wo, f = self.output_shape(x.shape)
+        kh, kw, c, _ = self.params["w"].shape
+        xp = self._fast_padded(x)
+        view = windows(xp, self.kernel_size, self.stride, self.dilation)
+        if c == 1:
+            # One input channel (a grayscale image's first layer): receptive fields would be rows
+            # of only kh·kw numbers. Store them per sample as the *columns* of a (kh·kw, Ho·Wo)
+            # block instead: im2col then copies whole image planes, and backward gets dL/dcols
+            # from n products instead of n·kh·kw thin ones.
+            cols = self._fast_cols((n, kh * kw, ho * wo), x.dtype, training)
+            np.copyto(cols.reshape(n, kh, kw, ho, wo), view[..., 0].transpose(0, 3, 4, 1, 2))
+            groups = None
+            y = np.matmul(cols.transpose(0, 2, 1), self._w2())
+        else:
+            cols = self._fast_cols((n * ho * wo, kh * kw * c), x.dtype, training)
+            np.copyto(cols.reshape(view.shape), view)
+            groups = _groups(n, ho * wo, kh * kw * c, f)
+            y = np.matmul(cols.reshape(groups, -1, kh * kw * c), self._w2())
+        if self.bias:
+            y += self.params["b"]
+        if training:
+            self._cache = {"fast": True, "x_shape": x.shape, "xp_shape": xp.shape, "cols": cols,
+                           "groups": groups}
+        return y.reshape(n, ho, wo, f)
+
+    def _fast_padded(self, x):
+        """x with its zero border, in a buffer kept between calls: its border stays zero, so each
+        call only copies the interior (no np.pad allocation and zero-fill per step). Backward
+        never reads it, so an inference forward may overwrite it."""
         n, h, w, c = x.shape
         (top, bottom), (left, right) = self._pads(h, w)
         if top == bottom == left == right == 0:
@@ -283,9 +339,11 @@ class Conv2D(Layer):
         self._pad_buffer[:, top:top + h, left:left + w] = x
         return self._pad_buffer
 
-    def _cols_out(self, shape, dtype, training):
+    def _fast_cols(self, shape, dtype, training):
         """Where im2col writes: in training a buffer kept between steps (same shape every step,
-        so no allocation and no page faults); in inference a fresh array (other batch sizes)."""
+        so no allocation and no page faults), which backward then reuses for dL/dcols. An
+        inference forward gets a fresh array: the buffer may still hold what a pending backward
+        needs."""
         if not training:
             return np.empty(shape, dtype)
         if self._cols_buffer is None or self._cols_buffer.shape != shape \
@@ -293,84 +351,72 @@ class Conv2D(Layer):
             self._cols_buffer = np.empty(shape, dtype)
         return self._cols_buffer
 
-    def forward(self, x, training=True):
-        self._check(x)
-        if "w" not in self.params:
-            self.build(x.shape[3], x.dtype)
-        n, ho, wo, f = self.output_shape(x.shape)
-        kh, kw, c, _ = self.params["w"].shape
-        w2 = self.params["w"].reshape(kh * kw * c, f)
-        xp = self._padded(x)
-        if c == 1:
-            # One input channel (a grayscale image's first layer): receptive fields would be rows
-            # of only kh·kw numbers. Store them per sample as the *columns* of a (kh·kw, Ho·Wo)
-            # block instead: im2col then copies whole image planes, and backward gets dL/dcols
-            # from n products instead of n·kh·kw thin ones (see backward). ~2× faster for 5×5.
-            cols = self._cols_out((n, kh * kw, ho * wo), x.dtype, training)
-            np.copyto(cols.reshape(n, kh, kw, ho, wo),
-                      windows(xp, self.kernel_size, self.stride, self.dilation)[..., 0]
-                      .transpose(0, 3, 4, 1, 2))
-            groups = None
-            y = np.matmul(cols.transpose(0, 2, 1), w2)
-        else:
-            cols = im2col(xp, self.kernel_size, self.stride, self.dilation,
-                          out=self._cols_out((n * ho * wo, kh * kw * c), x.dtype, training))
-            groups = _groups(n, ho * wo, kh * kw * c, f)
-            y = np.matmul(cols.reshape(groups, -1, kh * kw * c), w2)
-        if self.bias:
-            y += self.params["b"]  # in place: no second output-sized temporary
-        self._cache = (x.shape, xp.shape, cols, groups) if training else None
-        return y.reshape(n, ho, wo, f)
-
-    def backward(self, grad):
-        self.backward_params(grad)
-        x_shape, xp_shape, cols, groups = self._cache
+    def _fast_backward(self, grad, input_grad, cache):
+        cols, groups = cache["cols"], cache["groups"]
         n, ho, wo, f = grad.shape
+        if self.bias:
+            self.grads["b"][...] = _channel_sum(grad)
+        if groups is None:  # one input channel: cols is (N, kh·kw, Ho·Wo), see _fast_forward
+            per_sample = np.matmul(cols, grad.reshape(n, ho * wo, f))
+        else:
+            # dL/dW₂ = colsᵀ G, as one product per group summed over the groups (see _groups).
+            k = cols.shape[-1]
+            per_sample = np.matmul(cols.reshape(groups, -1, k).transpose(0, 2, 1),
+                                   grad.reshape(groups, -1, f))
+        np.sum(per_sample, axis=0, out=self.grads["w"].reshape(-1, f))
+        if not input_grad:
+            return None
         kh, kw, c, _ = self.params["w"].shape
-        w2 = self.params["w"].reshape(kh * kw * c, f)
-        if groups is None:  # one input channel: cols is (N, kh·kw, Ho·Wo), see forward
-            # dL/dcols = W₂ Gᵀ per sample, into the im2col buffer (no longer needed).
+        w2 = self._w2()
+        if groups is None:
+            # dL/dcols = W₂ Gᵀ per sample, into the im2col buffer (its cols are used up).
             dcols = np.matmul(w2, grad.reshape(n, ho * wo, f).transpose(0, 2, 1), out=cols)
             rows = dcols.reshape(n, kh, kw, ho, wo, 1).transpose(0, 3, 4, 1, 2, 5)
         else:
             # dL/dcols = G W₂ᵀ, computed offset-major, (kh·kw, N·Ho·Wo, C), into the im2col
-            # buffer (same size, no longer needed): each offset's block is then contiguous for
-            # col2im. The tiny transposed weight is copied: matmul is ~5× slower with a view.
+            # buffer (same size, its cols are used up): each offset's block is then contiguous
+            # for col2im. The tiny transposed weight is copied: matmul is ~5× slower with a view.
             w_t = np.ascontiguousarray(w2.reshape(kh * kw, 1, c, f).transpose(0, 1, 3, 2))
             dcols = np.matmul(grad.reshape(1, groups, -1, f), w_t,
                               out=cols.reshape(kh * kw, groups, -1, c))
             rows = dcols.reshape(kh, kw, n, ho, wo, c).transpose(2, 3, 4, 0, 1, 5)
-        dxp = _add_windows(rows, xp_shape, self.stride, self.dilation)
-        (top, _), (left, _) = self._pads(x_shape[1], x_shape[2])
-        self._cache = None  # the buffer now holds dL/dcols, not cols: backward runs once
-        return dxp[:, top:top + x_shape[1], left:left + x_shape[2]]
-
-    def backward_params(self, grad):
-        """The parameter half of ``backward``: fill ``grads``, skip dL/dX. Model uses it for a
-        net's first layer, whose input is the data: for the first convolution of a CNN that
-        saves a matrix product and the col2im scatter, ~10% of a step."""
-        if self._cache is None:
-            raise RuntimeError(f"{self!r}: backward needs a forward(x, training=True) first "
-                               "(inference forwards keep nothing for backward)")
-        _, _, cols, groups = self._cache
-        n, ho, wo, f = grad.shape
-        if self.bias:
-            self.grads["b"][...] = _channel_sum(grad)
-        if groups is None:  # one input channel: cols is (N, kh·kw, Ho·Wo), see forward
-            per_sample = np.matmul(cols, grad.reshape(n, ho * wo, f))
-            np.sum(per_sample, axis=0, out=self.grads["w"].reshape(-1, f))
-        else:
-            # dL/dW₂ = colsᵀ G, as one product per group summed over the groups (see _groups).
-            k = cols.shape[-1]
-            per_group = np.matmul(cols.reshape(groups, -1, k).transpose(0, 2, 1),
-                                  grad.reshape(groups, -1, f))
-            np.sum(per_group, axis=0, out=self.grads["w"].reshape(-1, f))
+        dxp = col2im(rows, cache["xp_shape"], self.kernel_size, self.stride, self.dilation)
+        return self._crop(dxp, cache["x_shape"])
 
     def config(self):
         padding = self.padding if isinstance(self.padding, str) else _compact(self.padding)
         return {"filters": self.filters, "kernel_size": _compact(self.kernel_size),
                 "stride": _compact(self.stride), "padding": padding,
                 "dilation": _compact(self.dilation), "bias": self.bias}
+
+
+def _channel_sum(a):
+    """Per-channel sums of a (N, ..., C) array over every axis but the last (Conv2D's fast
+    path). Summing the samples first (long contiguous rows), then the positions, is ~10× faster
+    than one reduction over N·H·W short rows of C numbers."""
+    total = a.sum(axis=0)
+    return total.reshape(-1, a.shape[-1]).sum(axis=0) if a.ndim > 2 else total
+
+
+SMALL_PRODUCT = 1 << 20  # multiply-adds; see _groups
+
+
+def _groups(n, rows, inner, cols):
+    """How many matrix products Conv2D's fast path splits a layer's (n·rows × inner) @ (inner ×
+    cols) into: as few as possible while each covers whole samples and stays within
+    SMALL_PRODUCT multiply-adds — or 1 (one big product) when even one sample is larger.
+
+    Measured with OpenBLAS on 2 cores: a single tall, thin product (inner or cols of 9–32,
+    n·rows of 10⁵) runs up to 40× slower multithreaded than the same work split into small
+    products, which numpy loops over in C and OpenBLAS runs with its single-threaded small-matrix
+    kernels. Each product costs a microsecond or two of overhead, hence as few as possible; and
+    products above the small-matrix size would each be multithreaded and pay a thread
+    synchronisation, so larger layers use one big product instead."""
+    per_sample = rows * inner * cols
+    if per_sample > SMALL_PRODUCT:
+        return 1
+    samples = max(s for s in range(1, min(n, SMALL_PRODUCT // per_sample) + 1) if n % s == 0)
+    return n // samples
 
 
 # ---------------------------------------------------------------- pooling
@@ -401,11 +447,12 @@ class _Pool2D(Layer):
         return [(slice(None), slice(i, i + sh * (ho - 1) + 1, sh), slice(j, j + sw * (wo - 1) + 1, sw))
                 for i in range(ph) for j in range(pw)]
 
-    def _tiles(self, x_shape):
-        """True when the windows cover the input exactly once (non-overlapping, no remainder):
-        then the backward writes every input element once and needs no zero-filled array."""
-        (ph, pw), (sh, sw) = self.pool_size, self.stride
-        return (ph, pw) == (sh, sw) and x_shape[1] % ph == 0 and x_shape[2] % pw == 0
+    def _take_cache(self):
+        """The last training forward's cache, consumed: one backward per training forward."""
+        cache, self._cache = self._cache, None
+        if cache is None:
+            raise _needs_training_forward(self)
+        return cache
 
     def config(self):
         return {"pool_size": _compact(self.pool_size), "stride": _compact(self.stride)}
@@ -413,44 +460,66 @@ class _Pool2D(Layer):
 
 class MaxPool2D(_Pool2D):
     """The maximum of each pool_size window, per channel. Backward: each window's gradient goes
-    to the element that won the max (the first one on ties, as in PyTorch); the rest get 0."""
+    to the element that won the max (the first one on ties, as in PyTorch); the rest get 0.
 
+    The loop runs over the ph·pw window offsets, each a whole-batch strided slice: a running
+    maximum, and which offset holds it — all the backward needs (not x itself)."""
+
+    fast = True  # False: run the textbook forward/backward (same numbers, slower)
+
+    # ------------------------------------------------------------ textbook
     def forward(self, x, training=True):
         ho, wo = self._geometry(x)
-        # A running maximum over the window offsets, one whole-batch strided slice each. For
-        # non-overlapping windows the slices are exactly x.reshape(N, Ho, ph, Wo, pw, C)[:, :, i,
-        # :, j], but .max(axis=(2, 4)) on that reshape is ~8× slower: numpy reduces short axes.
+        if self.fast:
+            return self._fast_forward(x, ho, wo, training)  # fast path, see below
         offsets = self._offsets(ho, wo)
         y = x[offsets[0]].copy()
-        if not training:
-            for offset in offsets[1:]:
-                np.maximum(y, x[offset], out=y)
-            self._cache = None
-            return y
-        # In training, also record which offset won: backward needs only that small uint8
-        # index, not a full-size mask (or x itself).
-        winner = np.zeros(y.shape, dtype=np.uint8 if len(offsets) <= 256 else np.intp)
+        winner = np.zeros(y.shape, dtype=np.intp)
         for k, offset in enumerate(offsets[1:], start=1):
             better = x[offset] > y  # strict: on ties the earlier element keeps the win
-            np.maximum(y, x[offset], out=y)
-            # winner = k where better, as arithmetic: masked writes (winner[better] = k,
-            # np.where) take ~10× longer than these three whole-array uint8 operations.
-            winner += better * (k - winner)
-        self._cache = (x.shape, x.dtype, winner)
+            y[better] = x[offset][better]
+            winner[better] = k
+        if training:
+            self._cache = (x.shape, winner)
         return y
 
-    def backward(self, grad):
-        if self._cache is None:
-            raise RuntimeError(f"{self!r}: backward needs a forward(x, training=True) first")
-        x_shape, dtype, winner = self._cache
-        offsets = self._offsets(*grad.shape[1:3])
-        tiles = self._tiles(x_shape)
-        dx = np.empty(x_shape, dtype) if tiles else np.zeros(x_shape, dtype)
-        for k, offset in enumerate(offsets):
-            if tiles:
-                np.multiply(grad, winner == k, out=dx[offset])
-            else:
-                dx[offset] += grad * (winner == k)
+    def backward(self, grad, input_grad=True):
+        """dL/dx: each window's gradient to the offset that won. ``input_grad`` is ignored (a
+        pooling layer has nothing else to compute)."""
+        x_shape, winner = self._take_cache()
+        if self.fast and self._tiles(x_shape):
+            return self._fast_backward(grad, x_shape, winner)  # fast path, see below
+        dx = np.zeros(x_shape, dtype=grad.dtype)
+        for k, offset in enumerate(self._offsets(*grad.shape[1:3])):
+            dx[offset] += grad * (winner == k)
+        return dx
+
+    # ------------------------------------------------------------ fast path
+    def _fast_forward(self, x, ho, wo, training):
+        # The winner as a small uint8 index, updated by arithmetic: masked writes (y[better] =
+        # ..., winner[better] = k) take ~10× longer than these whole-array operations.
+        offsets = self._offsets(ho, wo)
+        y = x[offsets[0]].copy()
+        winner = np.zeros(y.shape, dtype=np.uint8 if len(offsets) <= 256 else np.intp)
+        for k, offset in enumerate(offsets[1:], start=1):
+            better = x[offset] > y
+            np.maximum(y, x[offset], out=y)
+            winner += better * (k - winner)
+        if training:
+            self._cache = (x.shape, winner)
+        return y
+
+    def _tiles(self, x_shape):
+        """True when the windows cover the input exactly once (non-overlapping, no remainder)."""
+        (ph, pw), (sh, sw) = self.pool_size, self.stride
+        return (ph, pw) == (sh, sw) and x_shape[1] % ph == 0 and x_shape[2] % pw == 0
+
+    def _fast_backward(self, grad, x_shape, winner):
+        # Windows that tile the input write every input element once: straight into an
+        # uninitialised array, with no zero fill and no read-add-write.
+        dx = np.empty(x_shape, dtype=grad.dtype)
+        for k, offset in enumerate(self._offsets(*grad.shape[1:3])):
+            np.multiply(grad, winner == k, out=dx[offset])
         return dx
 
 
@@ -459,131 +528,25 @@ class AvgPool2D(_Pool2D):
     shared equally, 1/(ph·pw) to every element of the window."""
 
     def forward(self, x, training=True):
-        ho, wo = self._geometry(x)
-        offsets = self._offsets(ho, wo)
+        offsets = self._offsets(*self._geometry(x))
         y = x[offsets[0]].copy()
         for offset in offsets[1:]:
             y += x[offset]
         y *= x.dtype.type(1.0 / len(offsets))
-        self._cache = (x.shape, x.dtype)
+        if training:
+            self._cache = x.shape
         return y
 
-    def backward(self, grad):
-        x_shape, dtype = self._cache
+    def backward(self, grad, input_grad=True):
+        """dL/dx: 1/(ph·pw) of each window's gradient to each of its elements. ``input_grad`` is
+        ignored (a pooling layer has nothing else to compute)."""
+        x_shape = self._take_cache()
         offsets = self._offsets(*grad.shape[1:3])
-        share = grad * dtype.type(1.0 / len(offsets))
-        tiles = self._tiles(x_shape)
-        dx = np.empty(x_shape, dtype) if tiles else np.zeros(x_shape, dtype)
+        share = grad * grad.dtype.type(1.0 / len(offsets))
+        dx = np.zeros(x_shape, dtype=grad.dtype)
         for offset in offsets:
-            if tiles:
-                dx[offset] = share
-            else:
-                dx[offset] += share
+            dx[offset] += share
         return dx
 
 
-# ---------------------------------------------------------------- BatchNorm
-class BatchNorm(Layer):
-    """Batch normalisation over the last (channel/feature) axis, for (N, C) features or
-    (N, H, W, C) images: statistics are taken over every axis but the last.
-
-    Training: x̂ = (x − μ_B) / √(σ²_B + eps) with the batch's mean and (biased) variance per
-    channel, y = γ·x̂ + β; the running averages move as running = momentum·running +
-    (1 − momentum)·batch (Keras' convention; the running variance uses the unbiased batch
-    variance, as PyTorch does). Inference (training=False): the running statistics replace the
-    batch's, so a prediction does not depend on the rest of the batch.
-
-    Backward (training), m values per channel, G = dL/dy:
-        dL/dγ = Σ G·x̂      dL/dβ = Σ G
-        dL/dx = γ / √(σ²_B + eps) · (G − mean(G) − x̂·mean(G·x̂))
-    The two subtracted means are the gradient flowing through μ_B and σ²_B: shifting all of a
-    channel's inputs, or scaling them, changes nothing after normalisation."""
-
-    def __init__(self, momentum=0.9, eps=1e-5):
-        super().__init__()
-        if not 0.0 <= momentum < 1.0:
-            raise ConfigError(f"BatchNorm: momentum must be in [0, 1), got {momentum!r}")
-        if not eps > 0:
-            raise ConfigError(f"BatchNorm: eps must be > 0, got {eps!r}")
-        self.momentum, self.eps = float(momentum), float(eps)
-        # Running statistics are part of the model but never trained: kept apart from params
-        # (optimizers must not touch them), like Keras' non-trainable weights / PyTorch buffers.
-        self.state = {}
-
-    @property
-    def running_mean(self):
-        return self.state.get("running_mean")
-
-    @running_mean.setter
-    def running_mean(self, value):
-        self.state["running_mean"] = value
-
-    @property
-    def running_var(self):
-        return self.state.get("running_var")
-
-    @running_var.setter
-    def running_var(self, value):
-        self.state["running_var"] = value
-
-    def build(self, channels, dtype):
-        self.params = {"gamma": np.ones(channels, dtype), "beta": np.zeros(channels, dtype)}
-        self.grads = {name: np.zeros_like(p) for name, p in self.params.items()}
-        self.state = {"running_mean": np.zeros(channels, dtype), "running_var": np.ones(channels, dtype)}
-
-    def load_params(self, params):
-        """Adopt saved γ and β, and the running statistics if ``params`` holds them too
-        (otherwise they restart from mean 0, variance 1)."""
-        params = dict(params)
-        state = {name: np.array(params.pop(name)) for name in ("running_mean", "running_var")
-                 if name in params}
-        super().load_params(params)
-        gamma = self.params["gamma"]
-        self.state = {"running_mean": np.zeros_like(gamma), "running_var": np.ones_like(gamma),
-                      **state}
-
-    def _check(self, x):
-        if not isinstance(x, np.ndarray) or x.ndim not in (2, 4):
-            raise ShapeError(f"{self!r}: expected features (batch, channels) or images (batch, "
-                             f"height, width, channels), got shape {np.shape(x)}")
-        gamma = self.params.get("gamma")
-        if gamma is not None and (x.shape[-1] != len(gamma) or x.dtype != gamma.dtype):
-            raise ShapeError(f"{self!r}: expected {len(gamma)} channels (last axis) of dtype "
-                             f"{gamma.dtype}, got shape {x.shape} of dtype {x.dtype}")
-
-    def forward(self, x, training=True):
-        self._check(x)
-        if "gamma" not in self.params:
-            self.build(x.shape[-1], x.dtype)
-        if training:
-            m = x.size // x.shape[-1]
-            mean = _channel_sum(x) / m
-            centred = x - mean
-            var = _channel_sum(centred * centred) / m
-            unbiased = var * (m / (m - 1)) if m > 1 else var
-            self.running_mean *= self.momentum
-            self.running_mean += (1.0 - self.momentum) * mean
-            self.running_var *= self.momentum
-            self.running_var += (1.0 - self.momentum) * unbiased
-        else:
-            mean, var = self.running_mean, self.running_var
-            centred = x - mean
-        inv_std = (1.0 / np.sqrt(var + self.eps)).astype(x.dtype)
-        x_hat = centred
-        x_hat *= inv_std  # in place: centred is our own temporary
-        self._cache = (x_hat, inv_std, training)
-        return x_hat * self.params["gamma"] + self.params["beta"]
-
-    def backward(self, grad):
-        x_hat, inv_std, training = self._cache
-        gamma = self.params["gamma"]
-        self.grads["gamma"][...] = _channel_sum(grad * x_hat)
-        self.grads["beta"][...] = _channel_sum(grad)
-        scale = gamma * inv_std
-        if not training:  # running statistics are constants: y is affine in x
-            return grad * scale
-        m = x_hat.size // x_hat.shape[-1]
-        return scale * (grad - self.grads["beta"] / m - x_hat * (self.grads["gamma"] / m))
-
-    def config(self):
-        return {"momentum": self.momentum, "eps": self.eps}
+from .norm import BatchNorm  # noqa: E402,F401  moved to norm.py; re-exported for old imports

@@ -1,0 +1,126 @@
+"""Normalisation layers: BatchNorm.
+
+Batch normalisation standardises each channel with the statistics of the batch in training and
+with running averages of them at inference. Its running averages are part of the model but never
+trained: they live in ``layer.state`` (like Keras' non-trainable weights or PyTorch's buffers),
+apart from ``params``, so optimizers never touch them, while saving, loading and rolling back a
+model carry them along.
+"""
+import numpy as np
+
+from .errors import ConfigError, ShapeError
+from .layers import Layer
+
+
+class BatchNorm(Layer):
+    """Batch normalisation over the last (channel/feature) axis, for (N, C) features or
+    (N, H, W, C) images: statistics are taken over every axis but the last.
+
+    Training: x̂ = (x − μ_B) / √(σ²_B + eps) with the batch's mean and (biased) variance per
+    channel, y = γ·x̂ + β; the running averages move as running = momentum·running +
+    (1 − momentum)·batch (Keras' convention; the running variance uses the unbiased batch
+    variance, as PyTorch does). Inference (training=False): the running statistics replace the
+    batch's, so a prediction does not depend on the rest of the batch, and nothing is kept for
+    a backward pass (a pending backward still sees the last training forward).
+
+    Backward, m values per channel, G = dL/dy:
+        dL/dγ = Σ G·x̂      dL/dβ = Σ G
+        dL/dx = γ / √(σ²_B + eps) · (G − mean(G) − x̂·mean(G·x̂))
+    The two subtracted means are the gradient flowing through μ_B and σ²_B: shifting all of a
+    channel's inputs, or scaling them, changes nothing after normalisation.
+
+    ``state`` holds the running statistics, ``{"running_mean": μ, "running_var": σ²}``; each
+    forward reads them from there afresh and stores the updated averages back as new arrays, so
+    code that restores a model may either write into those arrays or replace them."""
+
+    STATE = ("running_mean", "running_var")
+
+    def __init__(self, momentum=0.9, eps=1e-5):
+        super().__init__()
+        if not 0.0 <= momentum < 1.0:
+            raise ConfigError(f"BatchNorm: momentum must be in [0, 1), got {momentum!r}")
+        if not eps > 0:
+            raise ConfigError(f"BatchNorm: eps must be > 0, got {eps!r}")
+        self.momentum, self.eps = float(momentum), float(eps)
+        self.state = {}
+        self._cache = None
+
+    @property
+    def running_mean(self):
+        """The running mean per channel (read-only shortcut for ``state["running_mean"]``)."""
+        return self.state.get("running_mean")
+
+    @property
+    def running_var(self):
+        """The running variance per channel (read-only shortcut for ``state["running_var"]``)."""
+        return self.state.get("running_var")
+
+    def build(self, channels, dtype):
+        self.params = {"gamma": np.ones(channels, dtype), "beta": np.zeros(channels, dtype)}
+        self.grads = {name: np.zeros_like(p) for name, p in self.params.items()}
+        self.state = {"running_mean": np.zeros(channels, dtype), "running_var": np.ones(channels, dtype)}
+
+    def load_params(self, params):
+        """Adopt saved γ and β, and the running statistics if ``params`` holds them too
+        (otherwise they restart from mean 0, variance 1)."""
+        params = dict(params)
+        state = {name: np.array(params.pop(name)) for name in self.STATE if name in params}
+        super().load_params(params)
+        gamma = self.params["gamma"]
+        self.state = {"running_mean": np.zeros_like(gamma), "running_var": np.ones_like(gamma),
+                      **state}
+
+    def _check(self, x):
+        if not isinstance(x, np.ndarray) or x.ndim not in (2, 4):
+            raise ShapeError(f"{self!r}: expected features (batch, channels) or images (batch, "
+                             f"height, width, channels), got shape {np.shape(x)}")
+        gamma = self.params.get("gamma")
+        if gamma is not None and (x.shape[-1] != len(gamma) or x.dtype != gamma.dtype):
+            raise ShapeError(f"{self!r}: expected {len(gamma)} channels (last axis) of dtype "
+                             f"{gamma.dtype}, got shape {x.shape} of dtype {x.dtype}")
+
+    def forward(self, x, training=True):
+        self._check(x)
+        if "gamma" not in self.params:
+            self.build(x.shape[-1], x.dtype)
+        if training:
+            mean, var = self._batch_statistics(x)
+        else:  # the state's arrays, in x's dtype whatever was written there
+            mean, var = (self.state[name].astype(x.dtype, copy=False) for name in self.STATE)
+        inv_std = (1.0 / np.sqrt(var + self.eps)).astype(x.dtype)
+        x_hat = (x - mean) * inv_std
+        if training:
+            self._cache = (x_hat, inv_std)
+        return x_hat * self.params["gamma"] + self.params["beta"]
+
+    def _batch_statistics(self, x):
+        """The batch's mean and biased variance per channel; moves the running averages."""
+        axes = tuple(range(x.ndim - 1))
+        m = x.size // x.shape[-1]
+        mean = x.mean(axis=axes)
+        var = x.var(axis=axes)
+        unbiased = var * (m / (m - 1)) if m > 1 else var
+        for name, batch in zip(self.STATE, (mean, unbiased)):
+            running = self.momentum * self.state[name] + (1.0 - self.momentum) * batch
+            self.state[name] = running.astype(x.dtype)
+        return mean, var
+
+    def backward(self, grad, input_grad=True):
+        """Fill ``grads`` (dL/dγ, dL/dβ) and return dL/dx (``None`` when ``input_grad=False``)."""
+        cache, self._cache = self._cache, None  # one backward per training forward
+        if cache is None:
+            raise ShapeError(f"{self!r}: backward needs a forward(x, training=True) first; "
+                             "inference forwards keep nothing for backward, and each training "
+                             "forward serves one backward")
+        x_hat, inv_std = cache
+        axes = tuple(range(grad.ndim - 1))
+        self.grads["gamma"][...] = (grad * x_hat).sum(axis=axes)
+        self.grads["beta"][...] = grad.sum(axis=axes)
+        if not input_grad:
+            return None
+        m = x_hat.size // x_hat.shape[-1]
+        scale = self.params["gamma"] * inv_std
+        return scale * (grad - self.grads["beta"] / m - x_hat * (self.grads["gamma"] / m))
+
+    def config(self):
+        return {"momentum": self.momentum, "eps": self.eps}
