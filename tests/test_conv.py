@@ -484,13 +484,13 @@ def test_net_backward_after_an_evaluation_in_between_is_unchanged():
     net = tn.Net([Conv2D(4, 3, padding="same"), BatchNorm(), MaxPool2D(2),
                   Conv2D(4, 3, padding="same"), AvgPool2D(2)])
     out_shape = (8, 3, 3, 4)
-    net.forward(x[8:])  # builds and fills every buffer once
+    net.forward(x[8:], training=True)  # builds and fills every buffer once
     net.backward(np.ones(out_shape, np.float32))
     twin = copy.deepcopy(net)
     upstream = np.random.default_rng(17).standard_normal(out_shape).astype(np.float32)
-    net.forward(x[:8])
+    net.forward(x[:8], training=True)
     dx = net.backward(upstream)
-    twin.forward(x[:8])
+    twin.forward(x[:8], training=True)
     twin.forward(x[8:], training=False)
     assert np.array_equal(twin.backward(upstream), dx)
     assert all(np.array_equal(g, h) for g, h in zip(net.grads, twin.grads))
@@ -668,7 +668,7 @@ def test_the_command_line_cnn_maps_mnist_images_to_ten_scores():
     net = build_cnn()
     x = np.random.default_rng(12).random((3, 28, 28, 1), dtype=np.float32)
     assert net.forward(x, training=False).shape == (3, 10)
-    y = net.forward(x)
+    y = net.forward(x, training=True)
     assert y.shape == (3, 10) and y.dtype == np.float32
     assert net.backward(np.ones_like(y)).shape == x.shape
 
