@@ -153,6 +153,25 @@ def show_digits(images, labels=None, predictions=None, ncols=10, size=1.1):
 
 
 # ============================================================================ confusion matrix
+def draw_matrix(ax, a, title, box=None, cmap="Greys", fmt="{:g}"):
+    """Draw a small matrix as coloured cells with its numbers written in them (dark text on
+    light cells, white on dark); ``box = (row, col, height, width)`` outlines a block in red."""
+    plt = _pyplot()
+    image = ax.imshow(a, cmap=cmap, vmin=min(a.min(), 0), vmax=max(a.max(), 1))
+    for (r, c), v in np.ndenumerate(a):
+        red, green, blue, _ = image.cmap(image.norm(v))
+        dark = 0.299 * red + 0.587 * green + 0.114 * blue < 0.5
+        ax.text(c, r, fmt.format(v), ha="center", va="center", fontsize=11,
+                color="white" if dark else "black")
+    if box is not None:
+        r, c, h, w = box
+        ax.add_patch(plt.Rectangle((c - 0.5, r - 0.5), w, h, fill=False, edgecolor="tab:red", lw=3))
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_title(title)
+    return ax
+
+
 def plot_confusion_matrix(matrix, ax=None, class_names=None, normalize=False, cmap="Blues"):
     """counts[i, j] = samples of true class i predicted as j, as a heat map with the numbers
     written in. ``normalize=True`` shows each row as fractions (recall per class). Returns the
