@@ -613,3 +613,113 @@ def test_conv_layers_pass_and_an_unsummed_conv_bias_is_named(capsys):
 
     result, out = verdict(capsys, check_layer, BiasSummedOverBatchOnly, conv.Conv2D)
     assert result is False and "every place the parameter was used" in out
+
+
+# ================================================================ autograd operations (notebook 11)
+from tinynn import autograd as ag  # noqa: E402
+from tinynn.autograd import Tensor, unbroadcast  # noqa: E402
+from tinynn.course.exercises import check_op, check_topological_order  # noqa: E402
+
+
+def binary_op(forward, backward):
+    """An op written the way notebook 11 asks: forward on .data, a backward closure."""
+    def my_op(a, b):
+        out = Tensor(forward(a.data, b.data), (a, b), "op")
+        out._backward = lambda: backward(out, a, b)
+        return out
+    return my_op
+
+
+def unary_op(forward, backward):
+    def my_op(a):
+        out = Tensor(forward(a.data), (a,), "op")
+        out._backward = lambda: backward(out, a)
+        return out
+    return my_op
+
+
+def _accumulate(tensor, grad):
+    tensor.grad += grad
+
+
+def _not_done(*args):
+    raise NotImplementedError()
+
+
+def _relu(x):
+    return np.maximum(x, 0)
+
+
+OP_MISTAKES_TABLE = [
+    (binary_op(np.add, lambda o, a, b: (_accumulate(a, o.grad), _accumulate(b, o.grad))),
+     ag.add, "unbroadcast(out.grad"),
+    (binary_op(np.add, lambda o, a, b: (setattr(a, "grad", unbroadcast(o.grad, a.shape)),
+                                        setattr(b, "grad", unbroadcast(o.grad, b.shape)))),
+     ag.add, "overwritten"),
+    (binary_op(np.add, lambda o, a, b: _accumulate(a, unbroadcast(o.grad, a.shape))),
+     ag.add, "b.grad was not changed"),
+    (binary_op(np.add, _not_done), ag.add, NOT_DONE),
+    (binary_op(np.multiply, lambda o, a, b: (_accumulate(a, unbroadcast(o.grad * a.data, a.shape)),
+                                             _accumulate(b, unbroadcast(o.grad * b.data, b.shape)))),
+     ag.mul, "own value"),
+    (binary_op(np.multiply, lambda o, a, b: (_accumulate(a, unbroadcast(o.grad * b.data, a.shape)),
+                                             _accumulate(b, unbroadcast(-o.grad * a.data, b.shape)))),
+     ag.mul, "wrong sign"),
+    (unary_op(_relu, lambda o, a: _accumulate(a, o.grad)), ag.relu, "everywhere"),
+    (unary_op(_relu, lambda o, a: _accumulate(a, o.grad * a.data)), ag.relu, "by the input"),
+    (unary_op(_relu, lambda o, a: _accumulate(a, o.grad * (a.data < 0))), ag.relu, "inverted"),
+    (binary_op(np.matmul, lambda o, a, b: (_accumulate(a, o.grad @ b.data),
+                                           _accumulate(b, a.data @ o.grad))),
+     ag.matmul, "b.data.T"),
+    (lambda a, b: None, ag.add, "returned None"),
+    (lambda a, b: a.data + b.data, ag.add, "not a Tensor"),
+]
+
+
+@pytest.mark.parametrize("buggy, reference, keyword", OP_MISTAKES_TABLE)
+def test_op_mistakes_are_named(capsys, buggy, reference, keyword):
+    result, out = verdict(capsys, check_op, buggy, reference)
+    assert result is False and keyword in out, out
+
+
+@pytest.mark.parametrize("candidate, reference", [
+    (binary_op(np.add, lambda o, a, b: (_accumulate(a, unbroadcast(o.grad, a.shape)),
+                                        _accumulate(b, unbroadcast(o.grad, b.shape)))), ag.add),
+    (ag.mul, ag.mul), (lambda a, b: a @ b, ag.matmul),
+    (unary_op(_relu, lambda o, a: _accumulate(a, o.grad * (a.data > 0))), ag.relu),
+])
+def test_correct_ops_pass(capsys, candidate, reference):
+    result, out = verdict(capsys, check_op, candidate, reference)
+    assert result is True and out.startswith("✔") and "below 1e-8" in out, out
+
+
+def _post_order(root, visited=True):
+    order, seen = [], set()
+
+    def visit(node):
+        if visited and id(node) in seen:
+            return
+        seen.add(id(node))
+        for parent in node.parents:
+            visit(parent)
+        order.append(node)
+    visit(root)
+    return order
+
+
+@pytest.mark.parametrize("candidate, keyword", [
+    (lambda root: _post_order(root)[::-1], "reversed"),
+    (lambda root: _post_order(root, visited=False), "visited"),
+    (lambda root: _post_order(root)[1:], "misses"),
+    (lambda root: None, "returned None"),
+    (_not_done, NOT_DONE),
+])
+def test_topological_order_mistakes_are_named(capsys, candidate, keyword):
+    result, out = verdict(capsys, check_topological_order, candidate)
+    assert result is False and keyword in out, out
+
+
+def test_a_correct_topological_order_passes(capsys):
+    for candidate in (_post_order, ag.topological_order):
+        result, out = verdict(capsys, check_topological_order, candidate)
+        assert result is True and out.startswith("✔"), out

@@ -7,7 +7,8 @@
 
 The core imports numpy only; the course tooling (tinynn.course: plots, widgets, exercise checks) loads on demand.
 """
-from . import data, functional, initializers, layers, metrics, optimizers, schedules
+from . import autograd, data, functional, initializers, layers, metrics, optimizers, schedules
+from .autograd import Tensor
 from .batches import BatchIterator
 from .callbacks import AverageWeights, Callback
 from .conv import AvgPool2D, Conv2D, MaxPool2D
