@@ -417,6 +417,8 @@ def draw_layer_stats(axes, stats):
     the activation std, the fraction of dead units (ReLU layers), the parameters' gradient
     std and the update ratio, with the healthy band 1e-4 … 1e-2 around 1e-3 shaded."""
     steps = np.asarray(stats.steps)
+    for i, name in enumerate(stats.layers):  # one legend for all panels: a layer, a colour
+        axes[0].plot([], [], color=CLASS_COLORS[i % len(CLASS_COLORS)], label=f"layer {name}")
     for ax, (key, title, scale) in zip(axes, LAYER_PANELS):
         drawn = 0
         for i, name in enumerate(stats.layers):
@@ -434,16 +436,26 @@ def draw_layer_stats(axes, stats):
             ax.axhline(1e-3, color="#2ca02c", linestyle="--", linewidth=0.8)
         if key == "dead":
             ax.set_ylim(-0.03, 1.03)
+        if key == "std" and stats.layers:
+            ax.legend(fontsize=6, loc="upper left")
         if drawn and scale == "log":
-            ax.set_yscale("log")
+            _plain_log_axis(ax)
         ax.set_title(title, fontsize=9)
         ax.set_xlabel("step", fontsize=8)
         ax.tick_params(labelsize=7)
-        if drawn:
-            ax.legend(fontsize=6, loc="best")
-        else:
+        if not drawn:
             ax.text(0.5, 0.5, "nothing recorded yet", ha="center", va="center",
                     transform=ax.transAxes, color="0.5", fontsize=8)
+
+
+def _plain_log_axis(ax):
+    """A log y-axis with plain '1e-03' labels: matplotlib's default mathtext labels cost most of
+    a live figure's redraw time."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullLocator
+    ax.set_yscale("log")
+    ax.yaxis.set_major_locator(LogLocator(numticks=6))
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:.0e}"))
+    ax.yaxis.set_minor_locator(NullLocator())
 
 
 def plot_layer_stats(stats, title=None):
