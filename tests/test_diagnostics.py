@@ -273,6 +273,7 @@ def test_layer_dashboard_draws_live_and_static(monkeypatch):
     assert len(dashboard.figure.axes[3].get_lines()) >= 3  # a line per Dense, plus the 1e-3 mark
     fig = viz.plot_layer_stats(dashboard.stats, title="after training")
     assert len(fig.axes) == 4 and len(fig.axes[1].get_lines()) == 2  # the two ReLU layers
+    assert len(dashboard.figure.legends) == 1  # redraws replace the legend, never stack them
     plt.close("all")
 
 

@@ -416,9 +416,8 @@ def draw_layer_stats(axes, stats):
     """Draw a ``tn.LayerStats`` record on four axes: per layer (one line each, against the step)
     the activation std, the fraction of dead units (ReLU layers), the parameters' gradient
     std and the update ratio, with the healthy band 1e-4 … 1e-2 around 1e-3 shaded."""
+    from matplotlib.lines import Line2D
     steps = np.asarray(stats.steps)
-    for i, name in enumerate(stats.layers):  # one legend for all panels: a layer, a colour
-        axes[0].plot([], [], color=CLASS_COLORS[i % len(CLASS_COLORS)], label=f"layer {name}")
     for ax, (key, title, scale) in zip(axes, LAYER_PANELS):
         drawn = 0
         for i, name in enumerate(stats.layers):
@@ -429,15 +428,13 @@ def draw_layer_stats(axes, stats):
                 values = np.where(values > 0, values, np.nan)
             if len(values) and np.isfinite(values).any():
                 ax.plot(steps[:len(values)], values, color=CLASS_COLORS[i % len(CLASS_COLORS)],
-                        label=f"layer {name}", linewidth=1.2)
+                        linewidth=1.2)
                 drawn += 1
         if key == "update_ratio":
             ax.axhspan(1e-4, 1e-2, color="#2ca02c", alpha=0.08)
             ax.axhline(1e-3, color="#2ca02c", linestyle="--", linewidth=0.8)
         if key == "dead":
             ax.set_ylim(-0.03, 1.03)
-        if key == "std" and stats.layers:
-            ax.legend(fontsize=6, loc="upper left")
         if drawn and scale == "log":
             _plain_log_axis(ax)
         ax.set_title(title, fontsize=9)
@@ -446,6 +443,12 @@ def draw_layer_stats(axes, stats):
         if not drawn:
             ax.text(0.5, 0.5, "nothing recorded yet", ha="center", va="center",
                     transform=ax.transAxes, color="0.5", fontsize=8)
+    fig = axes[0].figure  # one legend for the four panels, at the right: a colour per layer
+    for legend in list(fig.legends):
+        legend.remove()
+    fig.legend(handles=[Line2D([], [], color=CLASS_COLORS[i % len(CLASS_COLORS)],
+                               label=f"layer {name}") for i, name in enumerate(stats.layers)],
+               loc="center right", fontsize=7, frameon=False)
 
 
 def _plain_log_axis(ax):
@@ -465,7 +468,7 @@ def plot_layer_stats(stats, title=None):
     draw_layer_stats(axes, stats)
     if title:
         fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 0.9, 1))
     return fig
 
 
@@ -497,7 +500,7 @@ class LayerDashboard(_LiveFigure):
 
     def setup(self, fig):
         fig.subplots(1, 4)
-        fig.subplots_adjust(left=0.05, right=0.99, bottom=0.16, top=0.82, wspace=0.3)
+        fig.subplots_adjust(left=0.05, right=0.895, bottom=0.16, top=0.84, wspace=0.3)
 
     def draw(self, model):
         draw_layer_stats(self.figure.axes, self.stats)
