@@ -7,13 +7,15 @@
 
 The core imports numpy only; the course tooling (tinynn.course: plots, widgets, exercise checks) loads on demand.
 """
-from . import autograd, data, functional, initializers, layers, metrics, optimizers, schedules
+from . import autograd, data, diagnostics, functional, initializers, layers, metrics, optimizers, schedules
 from .autograd import Tensor
 from .batches import BatchIterator
 from .callbacks import AverageWeights, Callback
 from .conv import AvgPool2D, Conv2D, MaxPool2D
 from .conv import BatchNorm  # moves to norm.py
 from .data import circles, load_mnist, moons, spirals
+from .diagnostics import (LayerStats, activation_stats, dead_fraction, gradcheck_net,
+                          initial_loss_check, overfit_batch)
 from .errors import (CallOrderError, ConfigError, DataError, DivergenceWarning, ShapeError,
                      TinynnError, TinynnWarning)
 from .gradcheck import gradcheck

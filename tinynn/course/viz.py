@@ -423,3 +423,108 @@ class LiveDecisionBoundary(_LiveFigure):
         loss.set_xlabel("step")
         loss.set_ylabel("training loss")
         loss.set_title(f"step {len(step_loss)}")
+
+
+# ============================================================================ layer dashboard
+LAYER_PANELS = (("std", "activation std", "log"), ("dead", "dead units (fraction)", "linear"),
+                ("grad_std", "parameter gradient std", "log"),
+                ("update_ratio", "update ratio ‖Δθ‖/‖θ‖", "log"))
+
+
+def draw_layer_stats(axes, stats):
+    """Draw a ``tn.LayerStats`` record on four axes: per layer (one line each, against the step)
+    the activation std, the fraction of dead units (ReLU layers), the parameters' gradient
+    std and the update ratio, with the healthy band 1e-4 … 1e-2 around 1e-3 shaded."""
+    from matplotlib.lines import Line2D
+    steps = np.asarray(stats.steps)
+    for ax, (key, title, scale) in zip(axes, LAYER_PANELS):
+        drawn = 0
+        for i, name in enumerate(stats.layers):
+            values = _finite(stats.history[key][i]) if stats.history else np.array([])
+            if key == "dead" and "ReLU" not in name:
+                continue
+            if scale == "log":  # a zero (a dead layer's std) has no place on a log axis
+                values = np.where(values > 0, values, np.nan)
+            if len(values) and np.isfinite(values).any():
+                ax.plot(steps[:len(values)], values, color=CLASS_COLORS[i % len(CLASS_COLORS)],
+                        linewidth=1.2)
+                drawn += 1
+        if key == "update_ratio":
+            ax.axhspan(1e-4, 1e-2, color="#2ca02c", alpha=0.08)
+            ax.axhline(1e-3, color="#2ca02c", linestyle="--", linewidth=0.8)
+        if key == "dead":
+            ax.set_ylim(-0.03, 1.03)
+        if drawn and scale == "log":
+            _plain_log_axis(ax)
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("step", fontsize=8)
+        ax.tick_params(labelsize=7)
+        if not drawn:
+            ax.text(0.5, 0.5, "nothing recorded yet", ha="center", va="center",
+                    transform=ax.transAxes, color="0.5", fontsize=8)
+    fig = axes[0].figure  # one legend for the four panels, at the right: a colour per layer
+    for legend in list(fig.legends):
+        legend.remove()
+    fig.legend(handles=[Line2D([], [], color=CLASS_COLORS[i % len(CLASS_COLORS)],
+                               label=f"layer {name}") for i, name in enumerate(stats.layers)],
+               loc="center right", fontsize=7, frameon=False)
+
+
+def _plain_log_axis(ax):
+    """A log y-axis with plain '1e-03' labels: matplotlib's default mathtext labels cost most of
+    a live figure's redraw time."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullLocator
+    ax.set_yscale("log")
+    ax.yaxis.set_major_locator(LogLocator(numticks=6))
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:.0e}"))
+    ax.yaxis.set_minor_locator(NullLocator())
+
+
+def plot_layer_stats(stats, title=None):
+    """The four panels of ``draw_layer_stats`` for a finished ``tn.LayerStats``; returns the
+    figure."""
+    fig, axes = _pyplot().subplots(1, 4, figsize=(13, 3.2))
+    draw_layer_stats(axes, stats)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout(rect=(0, 0, 0.9, 1))
+    return fig
+
+
+class LayerDashboard(_LiveFigure):
+    """Per-layer health, live, while ``Model.fit`` runs::
+
+        dashboard = LayerDashboard(x_train[:256], every=20)
+        model.fit(x, y, epochs=3, callbacks=[dashboard])
+        dashboard.stats.problems()      # what looked unhealthy at the end
+
+    It records a ``tn.LayerStats`` on the probe batch every ``record_every`` steps (read-only:
+    training is unchanged) and redraws its four panels every ``every`` steps, throttled like
+    ``LivePlot``. ``stats`` holds the record."""
+
+    figsize = (13, 3.4)
+
+    def __init__(self, x_probe, every=20, record_every=5, min_interval=0.25):
+        super().__init__(every, min_interval)
+        from .. import LayerStats
+        self.stats = LayerStats(x_probe, every=record_every)
+
+    def on_train_begin(self, model):
+        self.stats.on_train_begin(model)
+        super().on_train_begin(model)
+
+    def on_batch_end(self, model, step, logs):
+        self.stats.on_batch_end(model, step, logs)
+        super().on_batch_end(model, step, logs)
+
+    def setup(self, fig):
+        fig.subplots(1, 4)
+        fig.subplots_adjust(left=0.05, right=0.895, bottom=0.16, top=0.84, wspace=0.3)
+
+    def draw(self, model):
+        draw_layer_stats(self.figure.axes, self.stats)
+        steps = len(model.history["step_loss"]) if model.history else 0
+        problems = self.stats.problems() if self.stats.steps else []
+        status = f"step {steps}" + (f" · {len(problems)} warning(s): {problems[0][:90]}"
+                                    if problems else " · no warnings")
+        self.figure.suptitle(status, fontsize=9)

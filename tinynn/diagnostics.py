@@ -1,0 +1,352 @@
+"""Diagnostics: the tests a network should pass before you trust its training curves.
+
+A network that trains badly rarely crashes; it just learns less than it should. These tools
+turn the usual suspects into a verdict with the expected and the actual number:
+
+    tn.initial_loss_check(model, x, y)     untrained classifier: loss ≈ ln C (C classes)
+    tn.overfit_batch(model, x[:32], y[:32])  can the pipeline memorise one small batch?
+    tn.gradcheck_net(net, loss, x, y)      the whole net's backward against finite differences
+    tn.activation_stats(net, x)            per layer: mean, std, fraction of dead units
+    tn.dead_fraction(h)                    units that are 0 for every sample of a batch
+    tn.LayerStats(x_probe)                 a fit callback recording those, the parameter
+                                           gradients and the update ratio ‖Δθ‖/‖θ‖ per step
+
+Each check returns a small report: ``.ok`` (True/False), the numbers, and a one-paragraph
+``verdict`` (its ``repr``, so a report on a cell's last line prints it). None of them changes
+the model it is given: the two that train or perturb work on a deep copy, and ``LayerStats``
+only reads (it runs an extra *inference* forward on its own probe batch, which in tinynn
+leaves no trace and draws no random numbers).
+"""
+import copy
+import math
+
+import numpy as np
+
+from . import random as tn_random
+from .callbacks import Callback
+from .errors import ConfigError
+from .gradcheck import relative_error
+from .losses import SigmoidCrossEntropy, SoftmaxCrossEntropy
+from .metrics import accuracy
+
+
+class Report:
+    """A diagnostic's result: ``ok``, the numbers as attributes, and ``verdict`` in words."""
+
+    def __init__(self, name, ok, verdict, **numbers):
+        self.name, self.ok, self.verdict = name, bool(ok), verdict
+        self.__dict__.update(numbers)
+
+    def __bool__(self):
+        return self.ok
+
+    def __repr__(self):
+        return f"{self.name}: {'OK' if self.ok else 'PROBLEM'} — {self.verdict}"
+
+
+def _net_and_loss(model, loss):
+    """(net, loss) from a Model, or from a Net and ``loss=``."""
+    net = getattr(model, "net", model)
+    loss = loss if loss is not None else getattr(model, "loss", None)
+    if loss is None or not hasattr(net, "layers"):
+        raise ConfigError("diagnostics: pass a tn.Model, or a Net together with loss=...")
+    return net, loss
+
+
+def _as_batch(net, x):
+    params = net.params
+    dtype = params[0].dtype if params else np.float32
+    return np.asarray(x, dtype=dtype)
+
+
+# ================================================================ the initial loss
+def expected_initial_loss(loss, n_outputs):
+    """The loss of a classifier that knows nothing: −ln(1/C) = ln C for softmax cross-entropy
+    over C classes, ln 2 for sigmoid cross-entropy. None for other losses (no such rule)."""
+    if isinstance(loss, SoftmaxCrossEntropy):
+        return math.log(n_outputs)
+    if isinstance(loss, SigmoidCrossEntropy):
+        return math.log(2.0)
+    return None
+
+
+def initial_loss_check(model, x, y, loss=None, tolerance=0.5):
+    """Is the loss of an *untrained* classifier near ln C? An untrained net should be unsure:
+    every class about equally likely, probability 1/C each, loss −ln(1/C) = ln C. Much larger
+    means the initial logits are too large (unscaled inputs, a bad initialisation); much
+    smaller means the net knows the answer before training (a leak) or the loss is wrong.
+    ``tolerance`` is the allowed absolute difference."""
+    net, loss = _net_and_loss(model, loss)
+    with np.errstate(all="ignore"):
+        pred = net.forward(_as_batch(net, x), training=False)
+        value = float(loss(pred, y)[0])
+    expected = expected_initial_loss(loss, pred.shape[1] if pred.ndim == 2 else 1)
+    if expected is None:
+        raise ConfigError(f"initial_loss_check: no expected initial value for {loss!r}; it is "
+                          "defined for SoftmaxCrossEntropy (ln C) and SigmoidCrossEntropy (ln 2)")
+    classes = pred.shape[1] if isinstance(loss, SoftmaxCrossEntropy) else 2
+    where = f"ln {classes} = {expected:.3f} (chance level for {classes} classes)"
+    if not math.isfinite(value):
+        ok, verdict = False, (f"the initial loss is {value}, expected about {where}: the "
+                              "forward pass overflows — look at the input scale and the initialisation")
+    elif abs(value - expected) <= tolerance:
+        ok, verdict = True, f"initial loss {value:.3f}, expected about {where}"
+    elif value > expected:
+        ok, verdict = False, (f"initial loss {value:.3f} is far above {where}: the untrained net "
+                              "is confidently wrong, so its logits are too large — are the inputs "
+                              "scaled (e.g. to [0, 1])? Is the initialisation too large?")
+    else:
+        ok, verdict = False, (f"initial loss {value:.3f} is far below {where}: an untrained net "
+                              "cannot know the answers — is the net already trained, do the "
+                              "inputs contain the labels, or is the loss computed wrongly?")
+    return Report("initial loss check", ok, verdict, loss=value, expected=expected,
+                  tolerance=tolerance)
+
+
+# ================================================================ overfit one batch
+def overfit_batch(model, x, y, steps=200, target_loss=0.05):
+    """Train a deep copy of ``model`` (its net, loss and optimizer) on the one batch (x, y) for
+    ``steps`` steps; the model itself is not changed. A healthy pipeline memorises a small
+    batch: the loss falls near 0 (below ``target_loss``) and, for a classifier, every sample
+    ends up classified correctly. If it cannot, the fault is in the net, the loss or the
+    optimizer — not in the data or the amount of training. Report: ``losses`` (every step),
+    ``loss`` (the final one, on the batch), ``accuracy`` (None for a regression)."""
+    if not hasattr(model, "train_step"):
+        raise ConfigError("overfit_batch: pass a tn.Model (net, loss and optimizer)")
+    trial = copy.deepcopy(model)
+    saved_rng = copy.deepcopy(tn_random.rng().bit_generator.state)
+    losses = []
+    try:
+        with np.errstate(all="ignore"):
+            for _ in range(steps):
+                losses.append(float(trial.train_step(x, y)))
+                if not math.isfinite(losses[-1]):
+                    break
+            pred = trial.predict(x)
+            final = float(trial.loss(pred, trial._as_target(y, len(pred)))[0])
+    finally:
+        tn_random.rng().bit_generator.state = saved_rng  # dropout in the copy drew numbers
+    acc = accuracy(pred, y) if trial.is_classifier else None
+    reached = math.isfinite(final) and final <= target_loss
+    perfect = acc is None or acc == 1.0
+    n = len(pred)
+    got = f"loss {losses[0]:.3g} → {final:.3g} after {len(losses)} steps on {n} samples"
+    if acc is not None:
+        got += f", accuracy {acc:.0%}"
+    if reached and perfect:
+        verdict = f"{got}: the pipeline can learn (it memorised the batch)"
+    elif not math.isfinite(final):
+        verdict = f"{got}: training on one batch diverged — the step size is too large"
+    else:
+        verdict = (f"{got}, expected a loss below {target_loss:g}"
+                   + (" and 100% accuracy" if acc is not None else "")
+                   + ": even one batch cannot be memorised, so the net, the loss or the "
+                     "optimizer is broken (or the step size is far off)")
+    return Report("overfit one batch", reached and perfect, verdict, loss=final, accuracy=acc,
+                  losses=losses, steps=len(losses))
+
+
+# ================================================================ the gradient check of a net
+def float64_copy(net):
+    """A deep copy of ``net`` whose parameters, gradients and state are float64."""
+    net64 = copy.deepcopy(net)
+    for layer in net64.layers:
+        for store in ("params", "grads", "state"):
+            arrays = getattr(layer, store, None)
+            if arrays:
+                setattr(layer, store, {k: np.asarray(v, dtype=np.float64) for k, v in arrays.items()})
+        if getattr(layer, "dtype", None) is not None and hasattr(layer, "build"):
+            layer.dtype = np.dtype(np.float64)
+    return net64
+
+
+def gradcheck_net(net, loss, x, y, h=1e-6, samples=None, tolerance=1e-6, seed=0):
+    """Check the whole net's backward: for every parameter, the analytical gradient of
+    ``loss(net(x), y)`` from ``net.backward`` against central differences
+    (f(θ + h) − f(θ − h)) / 2h, in float64 on a deep copy (the net is not changed).
+
+    ``samples=k`` checks k randomly chosen entries of each parameter instead of all (a big
+    layer has many). Report: ``errors`` = {"<layer index>.<name>": max relative error}, ok when
+    every error is below ``tolerance``; ``worst`` names the largest."""
+    net64 = float64_copy(net)
+    x = np.array(x, dtype=np.float64)
+    state = copy.deepcopy(tn_random.rng().bit_generator.state)
+
+    def forward():  # the same dropout masks at every evaluation: replay the generator
+        tn_random.rng().bit_generator.state = copy.deepcopy(state)
+        return net64.forward(x, training=True)
+
+    try:
+        value, grad = loss(forward(), y)
+        net64.backward(grad)
+        live = net64._live_params()
+        analytic = {}
+        for i, layer in enumerate(net64.layers):
+            for name in layer.params:
+                analytic[f"{i}.{name}"] = np.array(layer.grads[name], dtype=np.float64)
+        picker = np.random.default_rng(seed)
+        errors = {}
+        for key, param in live.items():
+            flat, a = param.reshape(-1), analytic[key].reshape(-1)
+            if a.size != flat.size:
+                errors[key] = math.inf  # a gradient of the wrong shape
+                continue
+            chosen = (np.arange(flat.size) if samples is None or samples >= flat.size
+                      else np.sort(picker.choice(flat.size, samples, replace=False)))
+            numeric = np.empty(len(chosen))
+            for j, index in enumerate(chosen):
+                original = flat[index]
+                flat[index] = original + h
+                plus = loss(forward(), y)[0]
+                flat[index] = original - h
+                minus = loss(forward(), y)[0]
+                flat[index] = original
+                numeric[j] = (plus - minus) / (2 * h)
+            errors[key] = relative_error(a[chosen], numeric)
+    finally:
+        tn_random.rng().bit_generator.state = state
+    worst = max(errors, key=errors.get) if errors else None
+    ok = all(e <= tolerance for e in errors.values())
+    if ok:
+        verdict = (f"all {len(errors)} parameters match finite differences "
+                   f"(max relative error {errors[worst]:.1e} for {worst})" if errors
+                   else "the net has no parameters")
+    else:
+        bad = [k for k, e in errors.items() if e > tolerance]
+        verdict = (f"the gradients of {', '.join(bad)} do not match finite differences "
+                   f"(worst {worst}: relative error {errors[worst]:.2g}, tolerance {tolerance:g}): "
+                   f"the backward of layer {worst.split('.')[0]} "
+                   f"({type(net64.layers[int(worst.split('.')[0])]).__name__}) is wrong")
+    return Report("gradient check of the net", ok, verdict, errors=errors, worst=worst,
+                  loss=float(value))
+
+
+# ================================================================ activations and updates
+def dead_fraction(h):
+    """The fraction of units (features: every axis but the batch axis) whose value is exactly 0
+    for every sample of the batch ``h``. After a ReLU such a unit passes no gradient back for
+    any of these inputs, so (on this data) nothing it feeds on can change."""
+    flat = np.asarray(h).reshape(len(h), -1)
+    return float(np.mean(np.all(flat == 0, axis=0)))
+
+
+def activation_stats(net, x):
+    """Per layer, the statistics of its output on the batch ``x`` (an inference forward, which
+    changes nothing): ``{"layer": "1 ReLU", "mean", "std", "dead"}``, where ``dead`` is the
+    fraction of units (output features) that are exactly 0 for *every* sample — after a ReLU,
+    a unit that receives no gradient from any of these inputs."""
+    h = _as_batch(net, x)
+    rows = []
+    with np.errstate(all="ignore"):
+        for i, layer in enumerate(net.layers):
+            h = layer.forward(h, training=False)
+            flat = h.reshape(len(h), -1)
+            rows.append({"layer": f"{i} {type(layer).__name__}",
+                         "mean": float(np.mean(flat, dtype=np.float64)),
+                         "std": float(np.std(flat, dtype=np.float64)),
+                         "dead": dead_fraction(flat)})
+    return rows
+
+
+def _norm(arrays):
+    return math.sqrt(sum(float(np.vdot(a, a)) for a in arrays))
+
+
+class LayerStats(Callback):
+    """A ``fit`` callback that records, every ``every`` steps, per layer:
+
+    - ``mean``, ``std``, ``dead``: its output on the probe batch ``x_probe`` (see
+      ``activation_stats``; an extra inference forward, so training is unchanged);
+    - ``grad_std``: the spread of its parameters' latest gradients (layers with parameters);
+    - ``update_ratio``: ‖θ_t − θ_{t−1}‖ / ‖θ_{t−1}‖ over its parameters for that step — how
+      far one step moved them, relative to their size. About 1e-3 is healthy; 1e-1 means the
+      step size is far too large, 1e-6 that the layer hardly learns.
+
+    Read-only: every number training computes is bit-for-bit what it is without the callback.
+    ``history[key][layer]`` is a list over the recorded ``steps``; ``problems()`` names what
+    looks unhealthy in the latest record."""
+
+    def __init__(self, x_probe, every=1):
+        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+            raise ConfigError(f"LayerStats: every must be a positive integer, got {every!r}")
+        self.x_probe, self.every = x_probe, every
+        self.layers, self.steps, self.history = [], [], {}
+        self._previous = None
+
+    def on_train_begin(self, model):
+        net = model.net
+        self._probe = _as_batch(net, self.x_probe)
+        if not self.layers:
+            self.layers = [row["layer"] for row in activation_stats(net, self._probe[:1])]
+            self.history = {key: [[] for _ in self.layers]
+                            for key in ("mean", "std", "dead", "grad_std", "update_ratio")}
+        self._previous = [p.copy() for p in net.params]
+
+    def on_batch_end(self, model, step, logs):
+        net = model.net
+        if step % self.every == 0:
+            self._record(net, step)
+        params = net.params
+        if len(params) == len(self._previous):
+            for old, new in zip(self._previous, params):
+                np.copyto(old, new)
+        else:  # a layer was rebuilt: start again
+            self._previous = [p.copy() for p in params]
+
+    def _record(self, net, step):
+        self.steps.append(step)
+        for i, row in enumerate(activation_stats(net, self._probe)):
+            for key in ("mean", "std", "dead"):
+                self.history[key][i].append(row[key])
+        k = 0
+        for i, layer in enumerate(net.layers):
+            n = len(layer.params)
+            if n:
+                old, new = self._previous[k:k + n], list(layer.params.values())
+                grads = [np.asarray(layer.grads[name], dtype=np.float64).ravel()
+                         for name in layer.params]
+                size = _norm(old)
+                moved = _norm([a - b for a, b in zip(new, old)])
+                self.history["update_ratio"][i].append(moved / size if size else math.inf)
+                self.history["grad_std"][i].append(float(np.std(np.concatenate(grads))))
+            else:
+                self.history["update_ratio"][i].append(math.nan)
+                self.history["grad_std"][i].append(math.nan)
+            k += n
+
+    def latest(self, key):
+        """{layer name: the last recorded value of ``key``}."""
+        return {name: values[-1] for name, values in zip(self.layers, self.history[key])
+                if values}
+
+    def problems(self, dead=0.5, ratio=(1e-5, 1e-2)):
+        """What looks unhealthy in the latest record, in words (an empty list when nothing)."""
+        found = []
+        for name, fraction in self.latest("dead").items():
+            if "ReLU" in name and fraction > dead:
+                found.append(f"layer {name}: {fraction:.0%} of its units are dead (0 for every "
+                             "probe sample)")
+        for name, value in self.latest("update_ratio").items():
+            if math.isnan(value):
+                continue
+            if value > ratio[1]:
+                found.append(f"layer {name}: update ratio {value:.1e} (healthy about 1e-3): "
+                             "the step size is too large")
+            elif value < ratio[0]:
+                found.append(f"layer {name}: update ratio {value:.1e} (healthy about 1e-3): "
+                             "it hardly learns — step size too small, or no gradient")
+        return found
+
+    def summary(self):
+        """The latest record as a small table (a string)."""
+        lines = [f"{'layer':12s} {'mean':>9s} {'std':>9s} {'dead':>6s} {'grad std':>9s} "
+                 f"{'update':>8s}"]
+        for i, name in enumerate(self.layers):
+            h = {key: self.history[key][i][-1] for key in self.history if self.history[key][i]}
+            if not h:
+                continue
+            grad = "" if math.isnan(h["grad_std"]) else f"{h['grad_std']:.2e}"
+            ratio = "" if math.isnan(h["update_ratio"]) else f"{h['update_ratio']:.1e}"
+            lines.append(f"{name:12s} {h['mean']:9.3g} {h['std']:9.3g} {h['dead']:6.0%} "
+                         f"{grad:>9s} {ratio:>8s}")
+        return "\n".join(lines)
