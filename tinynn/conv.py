@@ -134,10 +134,12 @@ def windows(x, kernel_size, stride=1, dilation=1):
 def im2col(x, kernel_size, stride=1, dilation=1):
     """Unfold the receptive fields of ``x`` (N, H, W, C; already padded) into the rows of a
     matrix of shape (N·Ho·Wo, kh·kw·C), columns ordered (i, j, c) like ``w.reshape(-1, filters)``
-    for a weight w of shape (kh, kw, C, filters). Reshaping the strided view copies it: one copy."""
+    for a weight w of shape (kh, kw, C, filters). Always a new array (never a view of x)."""
     view = windows(x, kernel_size, stride, dilation)
     n, ho, wo, kh, kw, c = view.shape
-    return view.reshape(n * ho * wo, kh * kw * c)
+    cols = np.empty((n * ho * wo, kh * kw * c), dtype=x.dtype)
+    cols.reshape(view.shape)[...] = view  # one copy: row (n, y, x) gets that receptive field
+    return cols
 
 
 def col2im(cols, x_shape, kernel_size, stride=1, dilation=1):
@@ -193,7 +195,6 @@ class Conv2D(Layer):
         self.init = initializers.get(init)
         self.bias = bool(bias)
         self._cache = None  # what backward needs, set by a training forward only
-        self._pad_buffer = self._cols_buffer = None  # fast path's reused arrays
         if in_channels is not None:
             if not _is_int(in_channels) or in_channels < 1:
                 raise ConfigError(f"Conv2D: in_channels must be a positive integer, got "
@@ -255,8 +256,6 @@ class Conv2D(Layer):
         cache, self._cache = self._cache, None
         if cache is None:
             raise _needs_training_forward(self)
-        if cache["fast"] != self.fast:
-            raise ConfigError(f"{self!r}: fast was switched between forward and backward")
         return cache
 
     # ------------------------------------------------------------ textbook
@@ -265,8 +264,8 @@ class Conv2D(Layer):
         self._check(x)
         if "w" not in self.params:
             self.build(x.shape[3], x.dtype)
-        if self.fast:
-            return self._fast_forward(x, training)  # fast path, see below
+        if self.fast and x.shape[3] == 1:
+            return self._fast_forward_one_channel(x, training)  # fast path, see below
         n, ho, wo, f = self.output_shape(x.shape)
         xp = np.pad(x, ((0, 0), *self._pads(x.shape[1], x.shape[2]), (0, 0)))
         cols = im2col(xp, self.kernel_size, self.stride, self.dilation)
@@ -274,7 +273,8 @@ class Conv2D(Layer):
         if self.bias:
             y += self.params["b"]
         if training:
-            self._cache = {"fast": False, "x_shape": x.shape, "xp_shape": xp.shape, "cols": cols}
+            self._cache = {"x_shape": x.shape, "xp_shape": xp.shape, "cols": cols,
+                           "layout": "rows"}
         return y.reshape(n, ho, wo, f)
 
     def backward(self, grad, input_grad=True):
@@ -284,6 +284,8 @@ class Conv2D(Layer):
         cache = self._take_cache()
         if self.fast:
             return self._fast_backward(grad, input_grad, cache)  # fast path, see below
+        if cache["layout"] != "rows":
+            raise ConfigError(f"{self!r}: fast was switched off between forward and backward")
         g = grad.reshape(-1, self.filters)
         self.grads["w"][...] = (cache["cols"].T @ g).reshape(self.params["w"].shape)
         if self.bias:
@@ -295,90 +297,54 @@ class Conv2D(Layer):
         return self._crop(dxp, cache["x_shape"])
 
     # ------------------------------------------------------------ fast path
-    # The same arithmetic, organised for OpenBLAS and numpy on small images. What each trick buys
-    # (share of the benchmark CNN's epoch, measured with benchmarks/bench.py's fast-paths table):
-    # see the comments.
-    def _fast_forward(self, x, training):
+    # The same arithmetic, arranged for numpy and OpenBLAS. "+N%": how much longer the benchmark
+    # CNN's epoch (batch 128, 28×28×1 → conv 16 → pool → conv 32 → pool → dense 10) takes with
+    # that one trick turned back into textbook code (interleaved runs, median of 7 pairs, 2 cores;
+    # benchmarks/bench.py's fast-paths table measures whole classes).
+    def _fast_forward_one_channel(self, x, training):
+        """A single-channel input (a grayscale image's first layer; +11%): its
+        receptive fields would be rows of only kh·kw numbers, slow to copy and to multiply.
+        They are stored per sample as the *columns* of a (kh·kw, Ho·Wo) block instead: im2col
+        then copies whole image planes, and backward gets dL/dcols from N products instead of
+        thousands of thin ones."""
         n, ho, wo, f = self.output_shape(x.shape)
-        kh, kw, c, _ = self.params["w"].shape
-        xp = self._fast_padded(x)
-        view = windows(xp, self.kernel_size, self.stride, self.dilation)
-        if c == 1:
-            # One input channel (a grayscale image's first layer): receptive fields would be rows
-            # of only kh·kw numbers. Store them per sample as the *columns* of a (kh·kw, Ho·Wo)
-            # block instead: im2col then copies whole image planes, and backward gets dL/dcols
-            # from n products instead of n·kh·kw thin ones.
-            cols = self._fast_cols((n, kh * kw, ho * wo), x.dtype, training)
-            np.copyto(cols.reshape(n, kh, kw, ho, wo), view[..., 0].transpose(0, 3, 4, 1, 2))
-            groups = None
-            y = np.matmul(cols.transpose(0, 2, 1), self._w2())
-        else:
-            cols = self._fast_cols((n * ho * wo, kh * kw * c), x.dtype, training)
-            np.copyto(cols.reshape(view.shape), view)
-            groups = _groups(n, ho * wo, kh * kw * c, f)
-            y = np.matmul(cols.reshape(groups, -1, kh * kw * c), self._w2())
+        kh, kw = self.kernel_size
+        xp = np.pad(x, ((0, 0), *self._pads(x.shape[1], x.shape[2]), (0, 0)))
+        cols = np.empty((n, kh * kw, ho * wo), dtype=x.dtype)
+        view = windows(xp, self.kernel_size, self.stride, self.dilation)[..., 0]  # (N, Ho, Wo, kh, kw)
+        np.copyto(cols.reshape(n, kh, kw, ho, wo), view.transpose(0, 3, 4, 1, 2))
+        y = np.matmul(cols.transpose(0, 2, 1), self._w2())
         if self.bias:
             y += self.params["b"]
         if training:
-            self._cache = {"fast": True, "x_shape": x.shape, "xp_shape": xp.shape, "cols": cols,
-                           "groups": groups}
+            self._cache = {"x_shape": x.shape, "xp_shape": xp.shape, "cols": cols,
+                           "layout": "columns"}
         return y.reshape(n, ho, wo, f)
 
-    def _fast_padded(self, x):
-        """x with its zero border, in a buffer kept between calls: its border stays zero, so each
-        call only copies the interior (no np.pad allocation and zero-fill per step). Backward
-        never reads it, so an inference forward may overwrite it."""
-        n, h, w, c = x.shape
-        (top, bottom), (left, right) = self._pads(h, w)
-        if top == bottom == left == right == 0:
-            return x
-        shape = (n, h + top + bottom, w + left + right, c)
-        if self._pad_buffer is None or self._pad_buffer.shape != shape \
-                or self._pad_buffer.dtype != x.dtype:
-            self._pad_buffer = np.zeros(shape, dtype=x.dtype)
-        self._pad_buffer[:, top:top + h, left:left + w] = x
-        return self._pad_buffer
-
-    def _fast_cols(self, shape, dtype, training):
-        """Where im2col writes: in training a buffer kept between steps (same shape every step,
-        so no allocation and no page faults), which backward then reuses for dL/dcols. An
-        inference forward gets a fresh array: the buffer may still hold what a pending backward
-        needs."""
-        if not training:
-            return np.empty(shape, dtype)
-        if self._cols_buffer is None or self._cols_buffer.shape != shape \
-                or self._cols_buffer.dtype != dtype:
-            self._cols_buffer = np.empty(shape, dtype)
-        return self._cols_buffer
-
     def _fast_backward(self, grad, input_grad, cache):
-        cols, groups = cache["cols"], cache["groups"]
-        n, ho, wo, f = grad.shape
-        if self.bias:
+        cols, f = cache["cols"], self.filters
+        n, ho, wo, _ = grad.shape
+        if self.bias:  # +18%, see _channel_sum
             self.grads["b"][...] = _channel_sum(grad)
-        if groups is None:  # one input channel: cols is (N, kh·kw, Ho·Wo), see _fast_forward
-            per_sample = np.matmul(cols, grad.reshape(n, ho * wo, f))
+        dw = self.grads["w"].reshape(-1, f)
+        if cache["layout"] == "columns":
+            np.sum(np.matmul(cols, grad.reshape(n, ho * wo, f)), axis=0, out=dw)
         else:
-            # dL/dW₂ = colsᵀ G, as one product per group summed over the groups (see _groups).
-            k = cols.shape[-1]
-            per_sample = np.matmul(cols.reshape(groups, -1, k).transpose(0, 2, 1),
-                                   grad.reshape(groups, -1, f))
-        np.sum(per_sample, axis=0, out=self.grads["w"].reshape(-1, f))
+            np.matmul(cols.T, grad.reshape(-1, f), out=dw)
         if not input_grad:
             return None
         kh, kw, c, _ = self.params["w"].shape
         w2 = self._w2()
-        if groups is None:
-            # dL/dcols = W₂ Gᵀ per sample, into the im2col buffer (its cols are used up).
+        if cache["layout"] == "columns":
+            # dL/dcols = W₂ Gᵀ per sample, into cols (used up: backward runs once per forward).
             dcols = np.matmul(w2, grad.reshape(n, ho * wo, f).transpose(0, 2, 1), out=cols)
             rows = dcols.reshape(n, kh, kw, ho, wo, 1).transpose(0, 3, 4, 1, 2, 5)
         else:
-            # dL/dcols = G W₂ᵀ, computed offset-major, (kh·kw, N·Ho·Wo, C), into the im2col
-            # buffer (same size, its cols are used up): each offset's block is then contiguous
-            # for col2im. The tiny transposed weight is copied: matmul is ~5× slower with a view.
-            w_t = np.ascontiguousarray(w2.reshape(kh * kw, 1, c, f).transpose(0, 1, 3, 2))
-            dcols = np.matmul(grad.reshape(1, groups, -1, f), w_t,
-                              out=cols.reshape(kh * kw, groups, -1, c))
+            # dL/dcols = G W₂ᵀ laid out offset-major, (kh·kw, N·Ho·Wo, C), into cols (same size,
+            # used up): each kernel offset's block is then contiguous for col2im's strided adds
+            # (+67%). The tiny transposed weight is copied: matmul is slower on a view.
+            w_t = np.ascontiguousarray(w2.reshape(kh * kw, c, f).transpose(0, 2, 1))
+            dcols = np.matmul(grad.reshape(1, -1, f), w_t, out=cols.reshape(kh * kw, -1, c))
             rows = dcols.reshape(kh, kw, n, ho, wo, c).transpose(2, 3, 4, 0, 1, 5)
         dxp = col2im(rows, cache["xp_shape"], self.kernel_size, self.stride, self.dilation)
         return self._crop(dxp, cache["x_shape"])
@@ -393,30 +359,10 @@ class Conv2D(Layer):
 def _channel_sum(a):
     """Per-channel sums of a (N, ..., C) array over every axis but the last (Conv2D's fast
     path). Summing the samples first (long contiguous rows), then the positions, is ~10× faster
-    than one reduction over N·H·W short rows of C numbers."""
+    than one reduction over N·H·W short rows of C numbers: 0.3 instead of 2.8 ms per step for
+    the benchmark CNN's two bias gradients."""
     total = a.sum(axis=0)
     return total.reshape(-1, a.shape[-1]).sum(axis=0) if a.ndim > 2 else total
-
-
-SMALL_PRODUCT = 1 << 20  # multiply-adds; see _groups
-
-
-def _groups(n, rows, inner, cols):
-    """How many matrix products Conv2D's fast path splits a layer's (n·rows × inner) @ (inner ×
-    cols) into: as few as possible while each covers whole samples and stays within
-    SMALL_PRODUCT multiply-adds — or 1 (one big product) when even one sample is larger.
-
-    Measured with OpenBLAS on 2 cores: a single tall, thin product (inner or cols of 9–32,
-    n·rows of 10⁵) runs up to 40× slower multithreaded than the same work split into small
-    products, which numpy loops over in C and OpenBLAS runs with its single-threaded small-matrix
-    kernels. Each product costs a microsecond or two of overhead, hence as few as possible; and
-    products above the small-matrix size would each be multithreaded and pay a thread
-    synchronisation, so larger layers use one big product instead."""
-    per_sample = rows * inner * cols
-    if per_sample > SMALL_PRODUCT:
-        return 1
-    samples = max(s for s in range(1, min(n, SMALL_PRODUCT // per_sample) + 1) if n % s == 0)
-    return n // samples
 
 
 # ---------------------------------------------------------------- pooling
@@ -497,7 +443,8 @@ class MaxPool2D(_Pool2D):
     # ------------------------------------------------------------ fast path
     def _fast_forward(self, x, ho, wo, training):
         # The winner as a small uint8 index, updated by arithmetic: masked writes (y[better] =
-        # ..., winner[better] = k) take ~10× longer than these whole-array operations.
+        # ..., winner[better] = k) take ~10× longer than these whole-array operations (+120% on
+        # the benchmark CNN's epoch, see Conv2D's fast path).
         offsets = self._offsets(ho, wo)
         y = x[offsets[0]].copy()
         winner = np.zeros(y.shape, dtype=np.uint8 if len(offsets) <= 256 else np.intp)
@@ -516,7 +463,7 @@ class MaxPool2D(_Pool2D):
 
     def _fast_backward(self, grad, x_shape, winner):
         # Windows that tile the input write every input element once: straight into an
-        # uninitialised array, with no zero fill and no read-add-write.
+        # uninitialised array, with no zero fill and no read-add-write (+5%).
         dx = np.empty(x_shape, dtype=grad.dtype)
         for k, offset in enumerate(self._offsets(*grad.shape[1:3])):
             np.multiply(grad, winner == k, out=dx[offset])
