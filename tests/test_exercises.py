@@ -601,7 +601,7 @@ def test_output_is_deterministic(capsys):
 def test_conv_layers_pass_and_an_unsummed_conv_bias_is_named(capsys):
     conv = pytest.importorskip("tinynn.conv")
     for layer in (conv.Conv2D, conv.Conv2D(4, 2, padding="same"), conv.MaxPool2D, conv.AvgPool2D,
-                  conv.BatchNorm):
+                  tn.BatchNorm):
         result, out = verdict(capsys, check_layer, layer, layer if isinstance(layer, type) else type(layer))
         assert result is True, out
 

@@ -215,7 +215,7 @@ def test_a_diverging_run_gives_one_tinynn_warning():
 
 
 def batchnorm_net():
-    from tinynn.conv import BatchNorm
+    from tinynn.norm import BatchNorm
     return tn.Net([tn.Dense(8), BatchNorm(), tn.Tanh(), tn.Dense(8), BatchNorm(), tn.Tanh(),
                    tn.Dense(1)])
 
@@ -435,7 +435,7 @@ def test_loading_into_a_different_architecture_names_both(trained):
 
 
 def test_save_load_keeps_batchnorm_running_statistics(tmp_path):
-    from tinynn.conv import BatchNorm
+    from tinynn.norm import BatchNorm
     tn.seed(0)
     x, y = toy_data(n=40)
 
@@ -455,7 +455,7 @@ def test_save_load_keeps_batchnorm_running_statistics(tmp_path):
 
 
 def test_a_file_without_the_state_of_a_stateful_layer_is_refused(tmp_path):
-    from tinynn.conv import BatchNorm
+    from tinynn.norm import BatchNorm
     tn.seed(0)
     x, y = toy_data(n=40)
     model = tn.Model(tn.Net([tn.Dense(8), BatchNorm(), tn.Dense(3)]), tn.SoftmaxCrossEntropy(),
@@ -475,7 +475,7 @@ def test_a_version_1_file_still_loads_and_one_with_batchnorm_is_refused(tmp_path
     """Version 1 files held parameters only: fine for a net without layer state, a clear
     DataError for one with BatchNorm (its running statistics are not in the file)."""
     import json
-    from tinynn.conv import BatchNorm
+    from tinynn.norm import BatchNorm
     tn.seed(0)
     x, y = toy_data(n=40)
     for layers, ok in (([tn.Dense(8), tn.ReLU(), tn.Dense(3)], True),

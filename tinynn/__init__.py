@@ -12,7 +12,6 @@ from .autograd import Tensor
 from .batches import BatchIterator
 from .callbacks import AverageWeights, Callback
 from .conv import AvgPool2D, Conv2D, MaxPool2D
-from .conv import BatchNorm  # moves to norm.py
 from .data import circles, load_mnist, moons, spirals
 from .diagnostics import (LayerStats, activation_stats, dead_fraction, gradcheck_net,
                           initial_loss_check, overfit_batch)
@@ -25,6 +24,7 @@ from .losses import MSE, Loss, SigmoidCrossEntropy, SoftmaxCrossEntropy
 from .metrics import accuracy, confusion_matrix
 from .model import Model
 from .net import Net
+from .norm import BatchNorm
 from .optimizers import SGD, Adam, Momentum, Optimizer, RMSProp
 from .random import seed
 from .schedules import CosineDecay, ExponentialDecay, Schedule, StepDecay, WarmUp

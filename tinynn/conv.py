@@ -99,12 +99,6 @@ def _check_images(layer, x):
 
 
 
-def _needs_training_forward(layer):
-    return ShapeError(f"{layer!r}: backward needs a forward(x, training=True) first; inference "
-                      "forwards keep nothing for backward, and each training forward serves one "
-                      "backward")
-
-
 # ---------------------------------------------------------------- im2col and col2im
 def output_size(size, kernel, stride=1, dilation=1):
     """Output length along one axis of a (padded) input of length ``size``: the number of
@@ -194,7 +188,6 @@ class Conv2D(Layer):
             self.padding = _pair(padding, "padding", "Conv2D", minimum=0)
         self.init = initializers.get(init)
         self.bias = bool(bias)
-        self._cache = None  # what backward needs, set by a training forward only
         if in_channels is not None:
             if not _is_int(in_channels) or in_channels < 1:
                 raise ConfigError(f"Conv2D: in_channels must be a positive integer, got "
@@ -251,12 +244,6 @@ class Conv2D(Layer):
         (top, _), (left, _) = self._pads(x_shape[1], x_shape[2])
         return dxp[:, top:top + x_shape[1], left:left + x_shape[2]]
 
-    def _take_cache(self):
-        """The last training forward's cache, consumed: one backward per training forward."""
-        cache, self._cache = self._cache, None
-        if cache is None:
-            raise _needs_training_forward(self)
-        return cache
 
     # ------------------------------------------------------------ textbook
     def forward(self, x, training=True):
@@ -273,15 +260,15 @@ class Conv2D(Layer):
         if self.bias:
             y += self.params["b"]
         if training:
-            self._cache = {"x_shape": x.shape, "xp_shape": xp.shape, "cols": cols,
-                           "layout": "rows"}
+            self.save_for_backward({"x_shape": x.shape, "xp_shape": xp.shape, "cols": cols,
+                           "layout": "rows"})
         return y.reshape(n, ho, wo, f)
 
     def backward(self, grad, input_grad=True):
         """dW₂ = colsᵀ G, db = Σ_p G, and (if ``input_grad``) dcols = G W₂ᵀ → col2im → crop.
         Returns dL/dX, or None when ``input_grad=False`` (a net's first layer: nobody needs
         the gradient of the data, and skipping it saves a product and the col2im)."""
-        cache = self._take_cache()
+        (cache,) = self.saved_tensors
         if self.fast:
             return self._fast_backward(grad, input_grad, cache)  # fast path, see below
         if cache["layout"] != "rows":
@@ -317,8 +304,8 @@ class Conv2D(Layer):
         if self.bias:
             y += self.params["b"]
         if training:
-            self._cache = {"x_shape": x.shape, "xp_shape": xp.shape, "cols": cols,
-                           "layout": "columns"}
+            self.save_for_backward({"x_shape": x.shape, "xp_shape": xp.shape, "cols": cols,
+                           "layout": "columns"})
         return y.reshape(n, ho, wo, f)
 
     def _fast_backward(self, grad, input_grad, cache):
@@ -375,7 +362,6 @@ class _Pool2D(Layer):
         name = type(self).__name__
         self.pool_size = _pair(pool_size, "pool_size", name)
         self.stride = self.pool_size if stride is None else _pair(stride, "stride", name)
-        self._cache = None
 
     def _geometry(self, x):
         _check_images(self, x)
@@ -393,12 +379,6 @@ class _Pool2D(Layer):
         return [(slice(None), slice(i, i + sh * (ho - 1) + 1, sh), slice(j, j + sw * (wo - 1) + 1, sw))
                 for i in range(ph) for j in range(pw)]
 
-    def _take_cache(self):
-        """The last training forward's cache, consumed: one backward per training forward."""
-        cache, self._cache = self._cache, None
-        if cache is None:
-            raise _needs_training_forward(self)
-        return cache
 
     def config(self):
         return {"pool_size": _compact(self.pool_size), "stride": _compact(self.stride)}
@@ -426,13 +406,13 @@ class MaxPool2D(_Pool2D):
             y[better] = x[offset][better]
             winner[better] = k
         if training:
-            self._cache = (x.shape, winner)
+            self.save_for_backward(x.shape, winner)
         return y
 
     def backward(self, grad, input_grad=True):
         """dL/dx: each window's gradient to the offset that won. ``input_grad`` is ignored (a
         pooling layer has nothing else to compute)."""
-        x_shape, winner = self._take_cache()
+        x_shape, winner = self.saved_tensors
         if self.fast and self._tiles(x_shape):
             return self._fast_backward(grad, x_shape, winner)  # fast path, see below
         dx = np.zeros(x_shape, dtype=grad.dtype)
@@ -453,7 +433,7 @@ class MaxPool2D(_Pool2D):
             np.maximum(y, x[offset], out=y)
             winner += better * (k - winner)
         if training:
-            self._cache = (x.shape, winner)
+            self.save_for_backward(x.shape, winner)
         return y
 
     def _tiles(self, x_shape):
@@ -481,19 +461,16 @@ class AvgPool2D(_Pool2D):
             y += x[offset]
         y *= x.dtype.type(1.0 / len(offsets))
         if training:
-            self._cache = x.shape
+            self.save_for_backward(x.shape)
         return y
 
     def backward(self, grad, input_grad=True):
         """dL/dx: 1/(ph·pw) of each window's gradient to each of its elements. ``input_grad`` is
         ignored (a pooling layer has nothing else to compute)."""
-        x_shape = self._take_cache()
+        (x_shape,) = self.saved_tensors
         offsets = self._offsets(*grad.shape[1:3])
         share = grad * grad.dtype.type(1.0 / len(offsets))
         dx = np.zeros(x_shape, dtype=grad.dtype)
         for offset in offsets:
             dx[offset] += share
         return dx
-
-
-from .norm import BatchNorm  # noqa: E402,F401  moved to norm.py; re-exported for old imports

@@ -43,7 +43,6 @@ class BatchNorm(Layer):
             raise ConfigError(f"BatchNorm: eps must be > 0, got {eps!r}")
         self.momentum, self.eps = float(momentum), float(eps)
         self.state = {}
-        self._cache = None
 
     @property
     def running_mean(self):
@@ -90,7 +89,7 @@ class BatchNorm(Layer):
         inv_std = (1.0 / np.sqrt(var + self.eps)).astype(x.dtype)
         x_hat = (x - mean) * inv_std
         if training:
-            self._cache = (x_hat, inv_std)
+            self.save_for_backward(x_hat, inv_std)
         return x_hat * self.params["gamma"] + self.params["beta"]
 
     def _batch_statistics(self, x):
@@ -107,12 +106,7 @@ class BatchNorm(Layer):
 
     def backward(self, grad, input_grad=True):
         """Fill ``grads`` (dL/dγ, dL/dβ) and return dL/dx (``None`` when ``input_grad=False``)."""
-        cache, self._cache = self._cache, None  # one backward per training forward
-        if cache is None:
-            raise ShapeError(f"{self!r}: backward needs a forward(x, training=True) first; "
-                             "inference forwards keep nothing for backward, and each training "
-                             "forward serves one backward")
-        x_hat, inv_std = cache
+        x_hat, inv_std = self.saved_tensors
         axes = tuple(range(grad.ndim - 1))
         self.grads["gamma"][...] = (grad * x_hat).sum(axis=axes)
         self.grads["beta"][...] = grad.sum(axis=axes)
