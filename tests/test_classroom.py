@@ -186,7 +186,7 @@ def outputs_text(cell):
     return "".join(parts)
 
 
-CHECK_CALL = re.compile(r"\bcheck_(layer|loss|optimizer|function|model_step)\(")
+CHECK_CALL = re.compile(r"\bcheck_(layer|loss|optimizer|function|model_step|dropout)\(")
 
 
 def calls_a_check(cell):

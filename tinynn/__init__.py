@@ -9,10 +9,10 @@ The core imports numpy only; the course tooling (tinynn.course: plots, widgets, 
 """
 from . import data, functional, initializers, layers, metrics, optimizers, schedules
 from .batches import BatchIterator
-from .callbacks import AverageWeights, Callback
+from .callbacks import AverageWeights, Callback, EarlyStopping
 from .conv import AvgPool2D, Conv2D, MaxPool2D
 from .conv import BatchNorm  # moves to norm.py
-from .data import circles, load_mnist, moons, spirals
+from .data import circles, load_mnist, moons, shift_images, split, spirals
 from .errors import (CallOrderError, ConfigError, DataError, DivergenceWarning, ShapeError,
                      TinynnError, TinynnWarning)
 from .gradcheck import gradcheck
@@ -22,7 +22,7 @@ from .losses import MSE, Loss, SigmoidCrossEntropy, SoftmaxCrossEntropy
 from .metrics import accuracy, confusion_matrix
 from .model import Model
 from .net import Net
-from .optimizers import SGD, Adam, Momentum, Optimizer, RMSProp
+from .optimizers import SGD, Adam, AdamW, Momentum, Optimizer, RMSProp
 from .random import seed
 from .schedules import CosineDecay, ExponentialDecay, Schedule, StepDecay, WarmUp
 
