@@ -186,7 +186,7 @@ def outputs_text(cell):
     return "".join(parts)
 
 
-CHECK_CALL = re.compile(r"\bcheck_(layer|loss|optimizer|function|model_step|op|topological_order|"
+CHECK_CALL = re.compile(r"\bcheck_(layer|loss|optimizer|function|model_step|dropout|op|topological_order|"
                         r"shuffle|scaling|dead_fraction|inference)\(")
 
 

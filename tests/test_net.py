@@ -17,7 +17,7 @@ def mlp():
 
 
 def cnn():
-    return tn.Net([CONV.Conv2D(4, 3, padding="same"), CONV.BatchNorm(), CONV.MaxPool2D(2),
+    return tn.Net([CONV.Conv2D(4, 3, padding="same"), tn.BatchNorm(), CONV.MaxPool2D(2),
                    tn.ReLU(), CONV.Conv2D(4, 3, padding="same"), CONV.AvgPool2D(2), tn.Flatten(),
                    tn.Dropout(0.2), tn.Dense(3)])
 
@@ -73,7 +73,7 @@ def test_net_call_and_forward_default_to_inference():
 
 
 def test_net_call_leaves_batchnorm_statistics_alone():
-    net = tn.Net([tn.Dense(4), CONV.BatchNorm()])
+    net = tn.Net([tn.Dense(4), tn.BatchNorm()])
     x = np.random.default_rng(0).standard_normal((16, 3)).astype(np.float32) + 5
     net(x)
     state = {k: v.copy() for k, v in net.layers[1].state.items()}
@@ -156,7 +156,7 @@ def test_an_instance_hook_on_the_first_layer_runs(name):
 # ------------------------------------------------------------------ state_dict
 def test_state_dict_holds_parameters_and_layer_state_as_copies():
     tn.seed(0)
-    net = tn.Net([tn.Dense(4), CONV.BatchNorm(), tn.Dense(2)])
+    net = tn.Net([tn.Dense(4), tn.BatchNorm(), tn.Dense(2)])
     x = np.random.default_rng(0).standard_normal((8, 3)).astype(np.float32)
     net.forward(x, training=True)
     saved = net.state_dict()

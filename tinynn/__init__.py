@@ -7,12 +7,13 @@
 
 The core imports numpy only; the course tooling (tinynn.course: plots, widgets, exercise checks) loads on demand.
 """
-from . import autograd, data, diagnostics, functional, initializers, layers, metrics, optimizers, schedules
+from . import (autograd, data, diagnostics, functional, initializers, layers, metrics, optimizers,
+               schedules)
 from .autograd import Tensor
 from .batches import BatchIterator
-from .callbacks import AverageWeights, Callback
+from .callbacks import AverageWeights, Callback, EarlyStopping
 from .conv import AvgPool2D, Conv2D, MaxPool2D
-from .data import circles, load_mnist, moons, spirals
+from .data import circles, load_mnist, moons, shift_images, split, spirals
 from .diagnostics import (LayerStats, activation_stats, dead_fraction, gradcheck_net,
                           initial_loss_check, overfit_batch)
 from .errors import (CallOrderError, ConfigError, DataError, DivergenceWarning, ShapeError,
@@ -25,7 +26,7 @@ from .metrics import accuracy, confusion_matrix
 from .model import Model
 from .net import Net
 from .norm import BatchNorm
-from .optimizers import SGD, Adam, Momentum, Optimizer, RMSProp
+from .optimizers import SGD, Adam, AdamW, Momentum, Optimizer, RMSProp
 from .random import seed
 from .schedules import CosineDecay, ExponentialDecay, Schedule, StepDecay, WarmUp
 

@@ -1,12 +1,16 @@
 """Callbacks: code that runs inside ``Model.fit`` at fixed moments (Keras' callbacks)."""
+import math
+
 import numpy as np
 
-from .checks import check_number
+from .checks import check_int, check_number
+from .errors import ConfigError
 
 
 class Callback:
     """Hooks into ``Model.fit``. Override what you need; set ``model.stop_training = True``
-    from any hook to end training after the current step."""
+    from any hook to end training after the current step (and, to say why, put the reason in
+    ``model.history["stopped"]``; otherwise fit records "stopped by a callback in epoch N")."""
 
     def on_train_begin(self, model): pass
     def on_epoch_begin(self, model, epoch): pass
@@ -49,3 +53,71 @@ class AverageWeights(Callback):
             return
         for param, average in zip(model.net.params, self.average):
             param[...] = average
+
+
+class EarlyStopping(Callback):
+    """Stop training when a monitored number has stopped improving, and (by default) put the
+    net back as it was at its best epoch (Keras' ``EarlyStopping``).
+
+    After every epoch it reads ``logs[monitor]`` (``"val_loss"`` needs ``validation=`` or
+    ``validation_split=`` in ``fit``). An epoch improves when the value beats the best so far
+    by more than ``min_delta``: lower for a loss, higher for an accuracy (``mode="auto"``
+    decides from the name; or say ``"min"`` / ``"max"``). After ``patience`` epochs in a row
+    without improvement it sets ``model.stop_training`` and ``history["stopped"]`` says so.
+
+    ``restore_best_weights=True``: when ``fit`` ends (stopped early or not) the net gets back
+    its parameters *and* layer state (BatchNorm's statistics) from the end of the best epoch,
+    bit for bit, via ``net.state_dict()`` / ``load_state_dict()``. Afterwards ``best``,
+    ``best_epoch`` (0-based) and ``stopped_epoch`` (None if it never stopped) tell the story."""
+
+    def __init__(self, monitor="val_loss", patience=3, min_delta=0.0, mode="auto",
+                 restore_best_weights=True):
+        self.monitor = monitor
+        self.patience = check_int(patience, "patience", "EarlyStopping")
+        self.min_delta = check_number(min_delta, "min_delta", "EarlyStopping", "[0, inf)")
+        if mode == "auto":
+            mode = "max" if "acc" in monitor else "min"
+        if mode not in ("min", "max"):
+            raise ConfigError(f"EarlyStopping: mode must be 'auto', 'min' or 'max', got {mode!r}")
+        self.mode = mode
+        self.restore_best_weights = restore_best_weights
+        self._reset()
+
+    def _reset(self):
+        self.best = math.inf if self.mode == "min" else -math.inf
+        self.best_epoch = self.stopped_epoch = self.best_state = None
+        self.wait = 0
+
+    def on_train_begin(self, model):
+        self._reset()
+
+    def _improved(self, value):
+        if self.mode == "min":
+            return value < self.best - self.min_delta
+        return value > self.best + self.min_delta
+
+    def on_epoch_end(self, model, epoch, logs):
+        if self.monitor not in logs:
+            hint = (" (validation numbers need fit(..., validation=(x_val, y_val)) or "
+                    "validation_split=)" if self.monitor.startswith("val_") else "")
+            raise ConfigError(f"EarlyStopping: monitor {self.monitor!r} is not among the "
+                              f"numbers fit reports each epoch: {sorted(logs)}{hint}")
+        value = float(logs[self.monitor])
+        if self._improved(value):
+            self.best, self.best_epoch, self.wait = value, epoch, 0
+            if self.restore_best_weights:
+                self.best_state = model.net.state_dict()  # a copy of every array
+            return
+        self.wait += 1
+        if self.wait >= self.patience:
+            self.stopped_epoch = epoch
+            model.stop_training = True
+            best = ("no epoch was finite" if self.best_epoch is None
+                    else f"best in epoch {self.best_epoch + 1}")
+            model.history["stopped"] = (
+                f"stopped early: {self.monitor} did not improve for {self.patience} epochs "
+                f"({best}, stopped after epoch {epoch + 1})")
+
+    def on_train_end(self, model, history):
+        if self.restore_best_weights and self.best_state is not None:
+            model.net.load_state_dict(self.best_state)

@@ -13,6 +13,7 @@ import numpy as np
 
 from . import saving
 from .batches import BatchIterator
+from .data import holdout_last
 from .checks import check_batch, check_int, check_targets
 from .errors import ConfigError, DivergenceWarning
 from .interrupt import HoldCtrlC
@@ -77,18 +78,27 @@ class Model:
 
     # ------------------------------------------------------------------ training
     def fit(self, x, y, epochs=1, batch_size=32, validation=None, shuffle=True, seed=None,
-            callbacks=(), progress=False):
+            callbacks=(), progress=False, validation_split=None, augment=None):
         """Train for ``epochs`` passes over (x, y). Returns the history: per-epoch 'loss' (and
         'accuracy', 'val_loss', 'val_accuracy'), every batch's loss in 'step_loss', and 'stopped'
         (None, or why training ended early: divergence, a callback, or an interrupt).
+
+        Validation data (never trained on) is either ``validation=(x_val, y_val)`` or
+        ``validation_split=f``: the LAST fraction f of (x, y), held out before any shuffling
+        (Keras' rule, so put the data in random order first, or use ``tn.split`` for a shuffled,
+        stratified split). ``augment``: a function ``x_batch -> x_batch`` applied to every
+        training batch, never to validation data (e.g. ``lambda xb: tn.data.shift_images(xb,
+        2)``); the reported training loss and accuracy are then those of augmented batches.
 
         A NaN/inf loss stops training with a DivergenceWarning and rolls the net (parameters
         and layer state) back to the start of the latest epoch whose first step still had a
         finite loss, and resets the optimizer, so a lower learning rate can carry on from there.
         Ctrl-C (or a dashboard's Stop) ends training cleanly, keeping the history up to that
         point; a Ctrl-C in the middle of a step waits for the step to finish."""
-        x, y, validation = self._check_fit_args(x, y, epochs, batch_size, validation)
+        x, y, validation = self._check_fit_args(x, y, epochs, batch_size, validation,
+                                                validation_split, augment)
         batches = BatchIterator(x, y, batch_size, shuffle=shuffle, seed=seed)
+        self._augment = augment
         history = {"loss": [], "step_loss": [], "stopped": None,
                    **({"accuracy": []} if self.is_classifier else {})}
         self.history, self.stop_training = history, False
@@ -117,6 +127,8 @@ class Model:
         total_loss, correct, seen = 0.0, 0, 0
         bar = _progress_bar(batches, f"epoch {epoch + 1}/{epochs}", progress)
         for xb, yb in bar:
+            if self._augment is not None:
+                xb = self._augmented(xb)
             self._ctrl_c.busy = True  # a Ctrl-C waits for the step and its record (see fit)
             value, pred = self._train_batch(xb, yb)
             self.history["step_loss"].append(value)
@@ -149,6 +161,14 @@ class Model:
         for cb in callbacks:
             cb.on_epoch_end(self, epoch, logs)
 
+    def _augmented(self, xb):
+        out = self._augment(xb)
+        if not isinstance(out, np.ndarray) or out.shape != xb.shape or out.dtype != xb.dtype:
+            raise ConfigError(f"Model.fit: augment must return an array shaped and typed like its "
+                              f"input {xb.shape} {xb.dtype}, got {getattr(out, 'shape', out)!r} "
+                              f"{getattr(out, 'dtype', '')}")
+        return out
+
     def _diverged(self, epoch, rollback):
         """Stop, and restore ``rollback`` = (epoch, net.state_dict() at its start). Parameters
         that are merely finite can still be so large that the loss overflows at once, so only
@@ -174,13 +194,22 @@ class Model:
     def _as_target(self, y, n):
         return check_targets(y, n, "Model")
 
-    def _check_fit_args(self, x, y, epochs, batch_size, validation):
+    def _check_fit_args(self, x, y, epochs, batch_size, validation, validation_split=None,
+                        augment=None):
         """Check everything before a single parameter changes (validation data too, so a
         mistake there fails now rather than after an epoch of training)."""
         check_int(epochs, "epochs", "Model.fit", minimum=0)
         check_int(batch_size, "batch_size", "Model.fit")
         if validation is not None and (not isinstance(validation, (tuple, list)) or len(validation) != 2):
             raise ConfigError("Model.fit: validation must be a pair (x_val, y_val)")
+        if augment is not None and not callable(augment):
+            raise ConfigError(f"Model.fit: augment must be a function x_batch -> x_batch, got "
+                              f"{augment!r}")
+        if validation_split is not None:
+            if validation is not None:
+                raise ConfigError("Model.fit: give validation=(x_val, y_val) or "
+                                  "validation_split=, not both")
+            (x, y), validation = holdout_last(x, y, validation_split)
         x, y = self._checked_pair(x, y, "x")
         if validation is not None:
             validation = self._checked_pair(*validation, "validation x")

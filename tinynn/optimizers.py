@@ -11,7 +11,12 @@ The update rules below follow the papers (and PyTorch's conventions), with g the
     RMSProp   s ← ρ s + (1 − ρ) g²;  θ ← θ − η g / (√s + ε)
     Adam      m ← β₁ m + (1 − β₁) g;  v ← β₂ v + (1 − β₂) g²;
               m̂ = m / (1 − β₁ᵗ);  v̂ = v / (1 − β₂ᵗ);  θ ← θ − η m̂ / (√v̂ + ε)
-Weight decay λ (L2 regularisation) adds λθ to g first.
+    AdamW     θ ← θ − η λ θ, then the Adam step with g itself (decoupled weight decay)
+Weight decay λ in every other optimizer is L2 regularisation: it adds λθ to g first (the
+gradient of (λ/2)‖θ‖²), so in Adam it is divided by √v̂ like the rest of the gradient. AdamW
+(Loshchilov & Hutter, 2019) keeps the decay out of the gradient: every weight shrinks by the
+same fraction ηλ per step, whatever its gradients. As in PyTorch's AdamW, the decay uses the
+current learning rate and comes before the Adam step.
 """
 import numpy as np
 
@@ -27,7 +32,13 @@ class Optimizer:
     n)`` hands out that array's own n state arrays, made at its first step. So the order of
     the list passed to ``step`` does not matter, and an optimizer given another net's
     parameters starts fresh momenta for them instead of reusing the wrong ones. The optimizer
-    holds on to every array it has state for until ``reset()``."""
+    holds on to every array it has state for until ``reset()``.
+
+    ``weight_decay`` λ is L2 regularisation: ``step`` adds λθ to each gradient before
+    ``update`` sees it. A subclass with ``decoupled_weight_decay = True`` (AdamW) gets the
+    gradient unchanged and applies the decay itself."""
+
+    decoupled_weight_decay = False
 
     def __init__(self, lr, weight_decay=0.0):
         self.schedule = lr if isinstance(lr, Schedule) else None
@@ -72,8 +83,8 @@ class Optimizer:
                 self.lr = scheduled
         self.t += 1
         for param, grad in zip(params, grads):
-            if self.weight_decay:
-                grad = grad + self.weight_decay * param
+            if self.weight_decay and not self.decoupled_weight_decay:
+                grad = grad + self.weight_decay * param  # L2: the gradient of (λ/2)‖θ‖²
             self.update(param, grad)
 
     def update(self, param, grad):
@@ -180,7 +191,34 @@ class Adam(Optimizer):
         return self._work[key]
 
 
-OPTIMIZERS = {cls.__name__.lower(): cls for cls in (SGD, Momentum, RMSProp, Adam)}
+class AdamW(Adam):
+    """Adam with decoupled weight decay (Loshchilov & Hutter, 2019; PyTorch's AdamW):
+    θ ← θ − η·(m̂ / (√v̂ + ε) + λθ).
+
+    The decay ηλθ is applied to the parameter directly, before the Adam step, and is *not*
+    added to the gradient: so it does not enter m and v and is not divided by √v̂. With
+    ``Adam(weight_decay=λ)`` (L2) a weight with large gradients is hardly decayed at all; with
+    AdamW every weight shrinks by the same fraction ηλ per step. Both paths of Adam (``fast``
+    True or False) run the same decay. The default λ = 0.01 is PyTorch's, and so is the order:
+    PyTorch's docs write the step as θ ← θ − γλθ, then the Adam update with the same g.
+    (The paper's decay is η_t·λ·θ with η_t the schedule's multiplier rather than the learning
+    rate, so its λ is PyTorch's times the base learning rate.)"""
+
+    decoupled_weight_decay = True
+
+    def __init__(self, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.01):
+        super().__init__(lr, beta1, beta2, eps, weight_decay)
+
+    def update(self, param, grad):
+        if self.weight_decay:
+            param *= 1.0 - self.lr * self.weight_decay   # θ ← θ − ηλθ, in place (decoupled)
+        super().update(param, grad)                  # the Adam step with g as it is
+
+    def __repr__(self):
+        return f"AdamW(lr={self.lr:g}, weight_decay={self.weight_decay:g})"
+
+
+OPTIMIZERS = {cls.__name__.lower(): cls for cls in (SGD, Momentum, RMSProp, Adam, AdamW)}
 
 
 def get(name, **kwargs):
