@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 import tinynn as tn
-from conftest_helpers import (offline_mnist, one_blas_thread, params_equal, small_classifier,
-                              toy_data)
+from conftest_helpers import (StudentDense, offline_mnist, one_blas_thread, params_equal,
+                              small_classifier, toy_data)
 
 
 # ------------------------------------------------------------------ Net
@@ -160,27 +160,6 @@ def test_an_instance_hook_on_the_first_layer_runs_during_fit():
     first.backward = lambda grad: calls.append(grad.shape) or original(grad)
     model.fit(x, y, epochs=2, batch_size=10)
     assert calls == [(10, 8)] * 4
-
-
-class StudentDense(tn.Layer):
-    """A student's Dense as notebook 01 teaches it: backward(self, grad), nothing else."""
-
-    def __init__(self, units):
-        super().__init__()
-        self.units = units
-
-    def forward(self, x, training=True):
-        if "w" not in self.params:
-            self.params = {"w": tn.initializers.he_normal((x.shape[1], self.units), x.dtype),
-                           "b": np.zeros(self.units, x.dtype)}
-            self.grads = {k: np.zeros_like(v) for k, v in self.params.items()}
-        self.x = x
-        return x @ self.params["w"] + self.params["b"]
-
-    def backward(self, grad):
-        self.grads["w"] = self.x.T @ grad
-        self.grads["b"] = grad.sum(axis=0)
-        return grad @ self.params["w"].T
 
 
 def test_a_student_layer_first_trains():

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import tinynn as tn
-from conftest_helpers import params_equal
+from conftest_helpers import StudentDense, params_equal
 
 CONV = pytest.importorskip("tinynn.conv")
 
@@ -84,27 +84,6 @@ def test_net_call_leaves_batchnorm_statistics_alone():
 
 
 # ------------------------------------------------------------------ input_grad
-class StudentDense(tn.Layer):
-    """A student's Dense: the contract as notebook 01 teaches it, backward(self, grad) only."""
-
-    def __init__(self, units):
-        super().__init__()
-        self.units = units
-
-    def forward(self, x, training=True):
-        if "w" not in self.params:
-            self.params = {"w": tn.initializers.xavier_uniform((x.shape[1], self.units), x.dtype),
-                           "b": np.zeros(self.units, x.dtype)}
-            self.grads = {k: np.zeros_like(v) for k, v in self.params.items()}
-        self.x = x
-        return x @ self.params["w"] + self.params["b"]
-
-    def backward(self, grad):
-        self.grads["w"] = self.x.T @ grad
-        self.grads["b"] = grad.sum(axis=0)
-        return grad @ self.params["w"].T
-
-
 def test_input_grad_false_skips_the_first_layer_input_gradient():
     tn.seed(0)
     net = tn.Net([tn.Dense(4), tn.ReLU(), tn.Dense(2)])
