@@ -591,6 +591,32 @@ def test_schedule_off_by_one_is_named(capsys):
     assert result is False and "one step ahead" in out
 
 
+class CosineCountsFromOne(tn.Schedule):
+    """The optimizer's t (from 1) used as the schedule's step (from 0)."""
+
+    def __init__(self, lr, total_steps, min_lr=0.0):
+        self.lr, self.total_steps, self.min_lr = lr, total_steps, min_lr
+
+    def __call__(self, step):
+        progress = min(step + 1, self.total_steps) / self.total_steps
+        return self.min_lr + 0.5 * (self.lr - self.min_lr) * (1 + np.cos(np.pi * progress))
+
+
+class CosineNeverStops(CosineCountsFromOne):
+    def __call__(self, step):
+        progress = step / self.total_steps  # the bug: no min(step, total_steps)
+        return self.min_lr + 0.5 * (self.lr - self.min_lr) * (1 + np.cos(np.pi * progress))
+
+
+@pytest.mark.parametrize("buggy, keyword", [
+    (CosineCountsFromOne, "uses schedule(0)"),
+    (CosineNeverStops, "min(step, total_steps)"),
+])
+def test_cosine_schedule_mistakes_are_named(capsys, buggy, keyword):
+    result, out = verdict(capsys, check_function, buggy, tn.CosineDecay, 0.1, 1000, 0.001)
+    assert result is False and keyword in out, out
+
+
 @pytest.mark.parametrize("candidate, reference, args", [
     (_softmax, _softmax, (Z,)), (lambda a, b: a @ b, np.matmul, (Z, Z.T)),
     (tn.CosineDecay, tn.CosineDecay, (0.1, 50)),

@@ -899,11 +899,18 @@ def _check_schedule(candidate, reference, args):
     if _close(yours, expected):
         return (f"learning rates match {reference.__name__} at {len(SCHEDULE_STEPS)} steps from 0 "
                 f"to {SCHEDULE_STEPS[-1]}")
-    shifted = [(1, "is one step ahead: the first step is number 0"),
-               (-1, "is one step behind: the first step is number 0")]
+    first = ("a schedule's step argument starts at 0: the optimizer's first step (its t = 1) "
+             "uses schedule(0), the rate you start from")
+    shifted = [(1, f"is one step ahead: {first}"), (-1, f"is one step behind: {first}")]
     for shift, message in shifted:
         if _close(yours[1:-1], np.array([ref(s + shift) for s in SCHEDULE_STEPS[1:-1]])):
             raise Failed(message)
+    bad = [i for i in range(len(yours)) if not _close(yours[i:i + 1], expected[i:i + 1])]
+    if bad and bad[0] > 0 and np.all(expected[bad[0] - 1:] == expected[-1]):
+        raise Failed(f"matches up to step {SCHEDULE_STEPS[bad[0] - 1]}, but from step "
+                     f"{SCHEDULE_STEPS[bad[0]]} on, where the reference stays at "
+                     f"{_fmt(expected[-1])}, yours is {_fmt(yours[bad[0]])}: after its last step "
+                     "the schedule stays flat (for a cosine: min(step, total_steps))")
     _expect(f"the learning rate at steps 0, 1, …, {SCHEDULE_STEPS[-1]}", yours, expected)
 
 
