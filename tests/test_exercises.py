@@ -377,6 +377,71 @@ class AdamNoBiasCorrection(tn.Adam):
         param -= self.lr * m / (np.sqrt(v) + self.eps)
 
 
+class MomentumRebindsVelocity(tn.Momentum):
+    def update(self, param, grad):
+        (velocity,) = self.slots(param, 1)
+        velocity = self.momentum * velocity + grad  # the bug: a new array, the slot stays 0
+        if self.nesterov:
+            param -= self.lr * (grad + self.momentum * velocity)
+        else:
+            param -= self.lr * velocity
+
+
+class MomentumRebindsParam(tn.Momentum):
+    def update(self, param, grad):
+        (velocity,) = self.slots(param, 1)
+        velocity *= self.momentum
+        velocity += grad
+        param = param - self.lr * velocity  # noqa: F841 (the bug)
+
+
+def adam_update(t_of=lambda self: self.t, correct_m=True, correct_v=True, eps_inside=False,
+                rebind=False, count_itself=False):
+    """An Adam written from scratch with one of the classic mistakes switched on."""
+    def update(self, param, grad):
+        if count_itself:
+            self.t += 1
+        m, v = self.slots(param, 2)
+        if rebind:
+            m = self.beta1 * m + (1 - self.beta1) * grad
+            v = self.beta2 * v + (1 - self.beta2) * grad ** 2
+        else:
+            m *= self.beta1
+            m += (1 - self.beta1) * grad
+            v *= self.beta2
+            v += (1 - self.beta2) * grad ** 2
+        t = t_of(self)
+        m_hat = m / (1 - self.beta1 ** t) if correct_m else m
+        v_hat = v / (1 - self.beta2 ** t) if correct_v else v
+        denominator = np.sqrt(v_hat + self.eps) if eps_inside else np.sqrt(v_hat) + self.eps
+        param -= self.lr * m_hat / denominator
+    return type("BuggyAdam", (tn.Optimizer,), {
+        "__init__": lambda self, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8: (
+            tn.Optimizer.__init__(self, lr), setattr(self, "beta1", beta1),
+            setattr(self, "beta2", beta2), setattr(self, "eps", eps)) and None,
+        "update": update})
+
+
+class AdamOwnCounterFromZero(tn.Adam):
+    def update(self, param, grad):
+        m, v = self.slots(param, 2)
+        count = getattr(self, "count", 0)
+        m *= self.beta1
+        m += (1 - self.beta1) * grad
+        v *= self.beta2
+        v += (1 - self.beta2) * grad ** 2
+        param -= self.lr * (m / (1 - self.beta1 ** count)) / (
+            np.sqrt(v / (1 - self.beta2 ** count)) + self.eps)
+        self.count = count + 1
+
+
+class RMSPropEpsInside(tn.RMSProp):
+    def update(self, param, grad):
+        (s,) = self.slots(param, 1)
+        s[...] = self.rho * s + (1 - self.rho) * grad ** 2
+        param -= self.lr * grad / np.sqrt(s + self.eps)
+
+
 class RMSPropNoSqrt(tn.RMSProp):
     def update(self, param, grad):
         (s,) = self.slots(param, 1)
@@ -412,6 +477,21 @@ OPTIMIZER_BUGS = [
     (MomentumAveraged, tn.Momentum, dict(lr=0.1, momentum=0.9), "averages the gradient"),
     (MomentumForgets, tn.Momentum, dict(lr=0.1, momentum=0.9), "keep the state"),
     (AdamNoBiasCorrection, tn.Adam, dict(lr=0.01), "WITHOUT bias correction"),
+    (MomentumRebindsVelocity, tn.Momentum, dict(lr=0.1, momentum=0.9), "makes a new array"),
+    (MomentumRebindsVelocity, tn.Momentum, dict(lr=0.1, momentum=0.9, nesterov=True),
+     "does not carry over between steps"),
+    (MomentumRebindsParam, tn.Momentum, dict(lr=0.1, momentum=0.9), "only rebinds a name"),
+    (adam_update(correct_m=False, correct_v=False), tn.Adam, dict(lr=0.01),
+     "WITHOUT bias correction"),
+    (adam_update(correct_v=False), tn.Adam, dict(lr=0.01), "bias-correct m but not v"),
+    (adam_update(correct_m=False), tn.Adam, dict(lr=0.01), "bias-correct v but not m"),
+    (adam_update(t_of=lambda self: self.t - 1), tn.Adam, dict(lr=0.01), "1 − β⁰ = 0"),
+    (AdamOwnCounterFromZero, tn.Adam, dict(lr=0.01), "counts steps from 1"),
+    (adam_update(t_of=lambda self: self.t + 1), tn.Adam, dict(lr=0.01), "uses t + 1"),
+    (adam_update(count_itself=True), tn.Adam, dict(lr=0.01), "advance self.t inside update"),
+    (adam_update(rebind=True), tn.Adam, dict(lr=0.01), "m and v do not carry over"),
+    (adam_update(eps_inside=True), tn.Adam, dict(lr=0.01), "ε inside the square root"),
+    (RMSPropEpsInside, tn.RMSProp, dict(lr=0.01), "ε inside the square root"),
     (RMSPropNoSqrt, tn.RMSProp, dict(lr=0.01), "square root"),
     (SGDRebinds, tn.SGD, dict(lr=0.1), "did not change the parameters"),
     (SGDCopiesLr, tn.SGD, dict(lr=0.1), "ignores changes of .lr"),
@@ -437,6 +517,27 @@ def test_correct_optimizers_pass(capsys, candidate, reference, kwargs):
     result, out = verdict(capsys, check_optimizer, candidate, reference, **kwargs)
     assert result is True, out
     assert out.startswith("✔ ") and "6 steps on 2 parameters match" in out
+
+
+def test_a_correct_adam_written_from_scratch_passes(capsys):
+    """The planted-bug Adam with no bug switched on: the table above tests mistakes, not style."""
+    result, out = verdict(capsys, check_optimizer, adam_update(), tn.Adam, lr=0.01)
+    assert result is True, out
+    assert "with ordinary and with tiny gradients" in out
+
+
+def test_eps_inside_the_sqrt_is_invisible_with_ordinary_gradients():
+    """Why check_optimizer has a second trial: on gradients of size ~1, ε's place changes an
+    Adam step by less than the check's tolerance."""
+    from tinynn.course import exercises
+    rng = np.random.default_rng(0)
+    start, grads = rng.standard_normal(5), rng.standard_normal(5)
+    steps = []
+    for optimizer in (tn.Adam(lr=0.01), adam_update(eps_inside=True)(lr=0.01)):
+        p = start.copy()
+        optimizer.step([p], [grads])
+        steps.append(p - start)
+    assert exercises._close(steps[1], steps[0])
 
 
 # ================================================================ plain functions and schedules
@@ -488,6 +589,32 @@ def test_function_mistakes_are_named(capsys, buggy, reference, args, keyword):
 def test_schedule_off_by_one_is_named(capsys):
     result, out = verdict(capsys, check_function, step_decay_off_by_one(0.1, 10), tn.StepDecay, 0.1, 10)
     assert result is False and "one step ahead" in out
+
+
+class CosineCountsFromOne(tn.Schedule):
+    """The optimizer's t (from 1) used as the schedule's step (from 0)."""
+
+    def __init__(self, lr, total_steps, min_lr=0.0):
+        self.lr, self.total_steps, self.min_lr = lr, total_steps, min_lr
+
+    def __call__(self, step):
+        progress = min(step + 1, self.total_steps) / self.total_steps
+        return self.min_lr + 0.5 * (self.lr - self.min_lr) * (1 + np.cos(np.pi * progress))
+
+
+class CosineNeverStops(CosineCountsFromOne):
+    def __call__(self, step):
+        progress = step / self.total_steps  # the bug: no min(step, total_steps)
+        return self.min_lr + 0.5 * (self.lr - self.min_lr) * (1 + np.cos(np.pi * progress))
+
+
+@pytest.mark.parametrize("buggy, keyword", [
+    (CosineCountsFromOne, "uses schedule(0)"),
+    (CosineNeverStops, "min(step, total_steps)"),
+])
+def test_cosine_schedule_mistakes_are_named(capsys, buggy, keyword):
+    result, out = verdict(capsys, check_function, buggy, tn.CosineDecay, 0.1, 1000, 0.001)
+    assert result is False and keyword in out, out
 
 
 @pytest.mark.parametrize("candidate, reference, args", [

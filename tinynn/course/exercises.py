@@ -772,11 +772,65 @@ def _momentum_dampened(self, param, grad):
     param -= self.lr * velocity
 
 
-def _adam_without_bias_correction(self, param, grad):
+def _momentum_rebinds_velocity(self, param, grad):
+    (velocity,) = self.slots(param, 1)
+    velocity = self.momentum * velocity + grad  # a new array: the stored velocity stays 0
+    param -= self.lr * (grad + self.momentum * velocity if self.nesterov else velocity)
+
+
+def _adam_moments(self, param, grad):
+    """The correct in-place update of Adam's m and v (the mistakes below differ after it)."""
     m, v = self.slots(param, 2)
-    m += (1.0 - self.beta1) * (grad - m)
-    v += (1.0 - self.beta2) * (grad * grad - v)
-    param -= self.lr * m / (np.sqrt(v) + self.eps)
+    m *= self.beta1
+    m += (1.0 - self.beta1) * grad
+    v *= self.beta2
+    v += (1.0 - self.beta2) * grad * grad
+    return m, v
+
+
+def _adam_corrected(self, param, m, v, t, correct_m=True, correct_v=True):
+    m_hat = m / (1.0 - self.beta1 ** t) if correct_m else m
+    v_hat = v / (1.0 - self.beta2 ** t) if correct_v else v
+    param -= self.lr * m_hat / (np.sqrt(v_hat) + self.eps)
+
+
+def _adam_without_bias_correction(self, param, grad):
+    m, v = _adam_moments(self, param, grad)
+    _adam_corrected(self, param, m, v, self.t, correct_m=False, correct_v=False)
+
+
+def _adam_corrects_only_m(self, param, grad):
+    m, v = _adam_moments(self, param, grad)
+    _adam_corrected(self, param, m, v, self.t, correct_v=False)
+
+
+def _adam_corrects_only_v(self, param, grad):
+    m, v = _adam_moments(self, param, grad)
+    _adam_corrected(self, param, m, v, self.t, correct_m=False)
+
+
+def _adam_t_plus_one(self, param, grad):
+    m, v = _adam_moments(self, param, grad)
+    _adam_corrected(self, param, m, v, self.t + 1)
+
+
+def _adam_counts_steps_itself(self, param, grad):
+    self.t += 1
+    m, v = _adam_moments(self, param, grad)
+    _adam_corrected(self, param, m, v, self.t)
+
+
+def _adam_rebinds_moments(self, param, grad):
+    m, v = self.slots(param, 2)
+    m = self.beta1 * m + (1.0 - self.beta1) * grad  # new arrays: the stored m and v stay 0
+    v = self.beta2 * v + (1.0 - self.beta2) * grad * grad
+    _adam_corrected(self, param, m, v, self.t)
+
+
+def _adam_eps_inside_sqrt(self, param, grad):
+    m, v = _adam_moments(self, param, grad)
+    m_hat, v_hat = m / (1.0 - self.beta1 ** self.t), v / (1.0 - self.beta2 ** self.t)
+    param -= self.lr * m_hat / np.sqrt(v_hat + self.eps)
 
 
 def _adamw_as_l2(self, param, grad):
@@ -802,14 +856,48 @@ def _rmsprop_without_sqrt(self, param, grad):
     param -= self.lr * grad / (mean_square + self.eps)
 
 
+def _rmsprop_eps_inside_sqrt(self, param, grad):
+    (mean_square,) = self.slots(param, 1)
+    mean_square *= self.rho
+    mean_square += (1.0 - self.rho) * grad * grad
+    param -= self.lr * grad / np.sqrt(mean_square + self.eps)
+
+
+EPS_INSIDE = ("you add ε inside the square root, √(v̂ + ε); it belongs outside: √v̂ + ε. (It "
+              "only shows where √v̂ is as small as √ε, so this check also runs with tiny "
+              "gradients.)")
 # Known mistakes, per reference class name: (update method of the mistaken version, diagnosis).
 OPTIMIZER_MISTAKES = {
     "Momentum": [(_momentum_dampened,
                   "your velocity averages the gradient (v ← μv + (1 − μ)g, as Adam's m does); "
-                  "momentum adds the whole gradient: v ← μv + g")],
+                  "momentum adds the whole gradient: v ← μv + g"),
+                 (_momentum_rebinds_velocity,
+                  "your velocity does not carry over between steps (each step uses only the "
+                  "current gradient): `velocity = self.momentum * velocity + grad` makes a new "
+                  "array and leaves the stored velocity at zero (as would a new np.zeros_like at "
+                  "every step): keep the state in the slot from self.slots(param, 1) and update "
+                  "it in place: velocity *= self.momentum, then velocity += grad")],
     "Adam": [(_adam_without_bias_correction,
               "your updates match Adam WITHOUT bias correction: m and v start at 0, so divide "
-              "them by (1 − β₁ᵗ) and (1 − β₂ᵗ) (t = 1, 2, … the step number) before the update")],
+              "them by (1 − β₁ᵗ) and (1 − β₂ᵗ) (t = 1, 2, … the step number) before the update"),
+             (_adam_corrects_only_m,
+              "you bias-correct m but not v: divide v by (1 − β₂ᵗ) too (v̂ = v / (1 − β₂ᵗ))"),
+             (_adam_corrects_only_v,
+              "you bias-correct v but not m: divide m by (1 − β₁ᵗ) too (m̂ = m / (1 − β₁ᵗ))"),
+             (_adam_t_plus_one,
+              "your bias correction uses t + 1: self.t is already 1 on the first step (an "
+              "optimizer counts steps from 1; only a schedule's step argument starts at 0), so "
+              "use self.beta1 ** self.t and self.beta2 ** self.t"),
+             (_adam_counts_steps_itself,
+              "you advance self.t inside update: step() already counts it (1 on the first step), "
+              "and update runs once per parameter, so your t runs ahead. Read self.t, never "
+              "change it"),
+             (_adam_rebinds_moments,
+              "m and v do not carry over between steps (every step looks like the first): "
+              "`m = self.beta1 * m + ...` makes a new array and leaves the stored m and v at "
+              "zero. Keep the state in the slots and update them in place: m *= self.beta1, "
+              "then m += (1 - self.beta1) * grad, and the same for v"),
+             (_adam_eps_inside_sqrt, EPS_INSIDE)],
     "AdamW": [(_adamw_as_l2,
                "your updates match Adam + L2 (λθ added to the gradient, so it is averaged into "
                "m and v and divided by √v̂): decoupled weight decay shrinks the parameter "
@@ -820,33 +908,57 @@ OPTIMIZER_MISTAKES = {
                "you decay θ after the Adam step; decay it first (θ ← θ − ηλθ, then the Adam "
                "step), as PyTorch does — a small difference, but the rule is the rule")],
     "RMSProp": [(_rmsprop_without_sqrt,
-                 "you divide by the running mean of g² itself; divide by its square root: √s + ε")],
+                 "you divide by the running mean of g² itself; divide by its square root: √s + ε"),
+                (_rmsprop_eps_inside_sqrt, EPS_INSIDE.replace("v̂", "s"))],
 }
+# What NaN or inf after the first step means, per reference class name.
+OPTIMIZER_NONFINITE = {
+    "Adam": ("the first step gives NaN or inf: with t = 0 the bias correction divides by "
+             "1 − β⁰ = 0. An optimizer counts steps from 1: use self.t as it is (already 1 on "
+             "the first step), do not subtract 1 or keep your own counter from 0"),
+}
+TINY = 1e-4  # the second trial's gradient scale: where ε stops being negligible
 
 
 def check_optimizer(candidate, reference, **kwargs):
     """Check an optimizer (class or instance) against a tinynn optimizer class, both built with
     ``kwargs``: ``STEPS`` steps on two parameters with the same gradients, the learning rate changed
-    half-way (as widgets do), in-place updates, and known mistakes named."""
+    half-way (as widgets do), in-place updates, and known mistakes named. The trial runs twice,
+    with ordinary gradients and with gradients × ``TINY`` (where ε matters)."""
     def run():
         rng = np.random.default_rng(SEED)
         shapes = [(3, 2), (2,)]
         start = [rng.standard_normal(s) for s in shapes]
         gradients = [[rng.standard_normal(s) for s in shapes] for _ in range(STEPS)]
-        # (optimizer, whether it follows the lr change) for the reference and known mistakes
-        tracks = {"reference": (reference(**kwargs), True),
-                  "ignores lr": (reference(**kwargs), False)}
-        for update, message in OPTIMIZER_MISTAKES.get(reference.__name__, []):
-            mistaken = type(reference.__name__, (reference,), {"update": update})
-            tracks[message] = (mistaken(**kwargs), True)
-        ours = _trajectory(_make(candidate, **kwargs), True, start, gradients, check=True)
-        expected = {key: _trajectory(opt, follow, start, gradients)
-                    for key, (opt, follow) in tracks.items()}
-        if _same_trajectory(ours, expected["reference"]):
-            return (f"{STEPS} steps on {len(shapes)} parameters match "
-                    f"{reference.__name__}({_kwargs(kwargs)})")
-        _diagnose_trajectory(ours, expected, start)
+        for scale in (1.0, TINY):
+            scaled = [[g * scale for g in grads] for grads in gradients]
+            ours, expected = _optimizer_trial(candidate, reference, kwargs, start, scaled)
+            if _same_trajectory(ours, expected["reference"]):
+                continue
+            try:
+                _diagnose_trajectory(ours, expected, start, reference.__name__)
+            except Failed as e:
+                if scale == 1.0:
+                    raise
+                raise Failed(f"correct with ordinary gradients, but not with tiny ones (all × "
+                             f"{TINY:g}): {e}") from None
+        return (f"{STEPS} steps on {len(shapes)} parameters match "
+                f"{reference.__name__}({_kwargs(kwargs)}), with ordinary and with tiny gradients")
     return _run(_name(candidate), run)
+
+
+def _optimizer_trial(candidate, reference, kwargs, start, gradients):
+    """Our trajectory, and {track: trajectory} for the reference and the known mistakes."""
+    # (optimizer, whether it follows the lr change) for the reference and known mistakes
+    tracks = {"reference": (reference(**kwargs), True),
+              "ignores lr": (reference(**kwargs), False)}
+    for update, message in OPTIMIZER_MISTAKES.get(reference.__name__, []):
+        mistaken = type(reference.__name__, (reference,), {"update": update})
+        tracks[message] = (mistaken(**kwargs), True)
+    ours = _trajectory(_make(candidate, **kwargs), True, start, gradients, check=True)
+    expected = {key: _trajectory(opt, follow, start, gradients)
+                for key, (opt, follow) in tracks.items()}
+    return ours, expected
 
 
 def _kwargs(kwargs):
@@ -875,7 +987,7 @@ def _same_trajectory(ours, theirs):
     return all(_close(a, b) for step_a, step_b in zip(ours, theirs) for a, b in zip(step_a, step_b))
 
 
-def _diagnose_trajectory(ours, expected, start):
+def _diagnose_trajectory(ours, expected, start, name=""):
     """Name a known mistake whose whole trajectory matches ours, else explain the first bad step."""
     for key, trajectory in expected.items():
         if key != "reference" and _same_trajectory(ours, trajectory):
@@ -892,6 +1004,8 @@ def _diagnose_trajectory(ours, expected, start):
         previous = step_b
     moved = [a - p for a, p in zip(step_a, previous)]
     should = [b - p for b, p in zip(step_b, previous)]
+    if t == 1 and name in OPTIMIZER_NONFINITE and not all(np.all(np.isfinite(m)) for m in moved):
+        raise Failed(OPTIMIZER_NONFINITE[name])
     if not any(np.any(m) for m in moved):
         raise Failed(f"step {t} did not change the parameters: update each array in place "
                      "(param -= ... or param[...] = ...); `param = param - ...` only rebinds a "
@@ -981,11 +1095,18 @@ def _check_schedule(candidate, reference, args):
     if _close(yours, expected):
         return (f"learning rates match {reference.__name__} at {len(SCHEDULE_STEPS)} steps from 0 "
                 f"to {SCHEDULE_STEPS[-1]}")
-    shifted = [(1, "is one step ahead: the first step is number 0"),
-               (-1, "is one step behind: the first step is number 0")]
+    first = ("a schedule's step argument starts at 0: the optimizer's first step (its t = 1) "
+             "uses schedule(0), the rate you start from")
+    shifted = [(1, f"is one step ahead: {first}"), (-1, f"is one step behind: {first}")]
     for shift, message in shifted:
         if _close(yours[1:-1], np.array([ref(s + shift) for s in SCHEDULE_STEPS[1:-1]])):
             raise Failed(message)
+    bad = [i for i in range(len(yours)) if not _close(yours[i:i + 1], expected[i:i + 1])]
+    if bad and bad[0] > 0 and np.all(expected[bad[0] - 1:] == expected[-1]):
+        raise Failed(f"matches up to step {SCHEDULE_STEPS[bad[0] - 1]}, but from step "
+                     f"{SCHEDULE_STEPS[bad[0]]} on, where the reference stays at "
+                     f"{_fmt(expected[-1])}, yours is {_fmt(yours[bad[0]])}: after its last step "
+                     "the schedule stays flat (for a cosine: min(step, total_steps))")
     _expect(f"the learning rate at steps 0, 1, …, {SCHEDULE_STEPS[-1]}", yours, expected)
 
 
