@@ -850,3 +850,142 @@ def test_a_correct_topological_order_passes(capsys):
     for candidate in (_post_order, ag.topological_order):
         result, out = verdict(capsys, check_topological_order, candidate)
         assert result is True and out.startswith("✔"), out
+
+
+# ================================================================ issue 15: notebooks 01-03
+# 01 · MyDense: the student derives dL/dX; the check names the shape argument and the transpose.
+def _square_dense(backward):
+    """A MyDense instance already built 4 -> 4: W is square, so G @ W has the right shape."""
+    layer = type("SquareDense", (MyDense,), {"backward": backward})(4)
+    layer.forward(np.ones((2, 4)))
+    return layer
+
+
+def _dense_g_w(self, grad):
+    MyDense.backward(self, grad)
+    return grad @ self.params["w"]
+
+
+DENSE_DERIVATION_BUGS = [
+    # dL/dX = G W (no transpose): shapes do not fit for a non-square W
+    (dense_backward(lambda s, g: s.x.T @ g, lambda s, g: g.sum(0), lambda s, g: g @ s.params["w"]),
+     ["shapes do not line up", "G W or Wᵀ G", "(4, 3) @ (5, 3)", "at `"]),
+    # dL/dX = Wᵀ G
+    (dense_backward(lambda s, g: s.x.T @ g, lambda s, g: g.sum(0), lambda s, g: s.params["w"].T @ g),
+     ["shapes do not line up", "dL/dX (4, 5)"]),
+    # dL/dW = X G (transpose of X missing)
+    (dense_backward(lambda s, g: s.x @ g, lambda s, g: g.sum(0)), ["shapes do not line up", "dL/dW (5, 3)"]),
+    # dL/dX = W Gᵀ: the result is transposed
+    (dense_backward(lambda s, g: s.x.T @ g, lambda s, g: g.sum(0), lambda s, g: s.params["w"] @ g.T),
+     ["input gradient", "it is transposed"]),
+    # mean instead of sum for db
+    (dense_backward(lambda s, g: s.x.T @ g, lambda s, g: g.mean(axis=0)), ["grads['b'] is 1/4", "SUM"]),
+    # a square W: G @ W fits the shapes, the values name the missing transpose
+    (_square_dense(_dense_g_w), ["equals G W", "transpose of W is missing"]),
+]
+
+
+@pytest.mark.parametrize("buggy, keywords", DENSE_DERIVATION_BUGS)
+def test_dense_derivation_mistakes_are_named(capsys, buggy, keywords):
+    result, out = verdict(capsys, check_layer, buggy, tn.Dense)
+    assert result is False
+    for keyword in keywords:
+        assert keyword in out, out
+
+
+def test_square_dense_instance_passes_when_correct(capsys):
+    result, out = verdict(capsys, check_layer, _square_dense(MyDense.backward), tn.Dense)
+    assert result is True, out
+
+
+# 02 · MySigmoid: the accurate form from e^-|x| is expected.
+def _sigmoid_layer(formula):
+    def forward(self, x, training=True):
+        self.y = formula(x)
+        return self.y
+
+    def backward(self, grad):
+        return grad * self.y * (1 - self.y)
+    return type("MySigmoid", (tn.Layer,), {"forward": forward, "backward": backward})
+
+
+def _accurate(x):
+    z = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1 / (1 + z), z / (1 + z))
+
+
+def _both_branches(x):
+    return np.where(x >= 0, 1 / (1 + np.exp(-x)), np.exp(x) / (1 + np.exp(x)))
+
+
+SIGMOID_BUGS = [
+    (lambda x: 1 / (1 + np.exp(-x)), ["overflows for large negative x", "RuntimeWarning: overflow"]),
+    (lambda x: 0.5 * (1 + np.tanh(0.5 * x)), ["inaccurate in the negative tail", "float32", "x = -20",
+                                              "100% off", "tanh"]),
+    (_both_branches, ["overflows for large negative x", "BOTH"]),
+    (lambda x: np.exp(x) / (1 + np.exp(x)), ["overflows for large positive x"]),
+    (lambda x: np.where(x >= -12, _accurate(x), 0.0), ["inaccurate in the negative tail", "x = -15"]),
+]
+
+
+@pytest.mark.parametrize("formula, keywords", SIGMOID_BUGS)
+def test_sigmoid_forms_are_named(capsys, formula, keywords):
+    result, out = verdict(capsys, check_layer, _sigmoid_layer(formula), tn.Sigmoid)
+    assert result is False
+    for keyword in keywords:
+        assert keyword in out, out
+
+
+def test_accurate_sigmoid_passes(capsys):
+    result, out = verdict(capsys, check_layer, _sigmoid_layer(_accurate), tn.Sigmoid)
+    assert result is True, out
+
+
+# 03 · MySoftmaxCrossEntropy: the student derives the fused gradient.
+class UnshiftedGradient(MySoftmaxCE):
+    """The value is stable, but the gradient uses the softmax of the unshifted logits."""
+
+    def forward(self, pred, target):
+        value, _ = MySoftmaxCE.forward(self, pred, target)
+        e = np.exp(pred)
+        grad = e / e.sum(axis=1, keepdims=True)
+        grad[np.arange(len(pred)), target] -= 1
+        return value, grad / len(pred)
+
+
+class UnshiftedLog(MySoftmaxCE):
+    """The gradient is stable, but the value is the log of a softmax without the max-shift."""
+
+    def forward(self, pred, target):
+        _, grad = MySoftmaxCE.forward(self, pred, target)
+        e = np.exp(pred)
+        p = e / e.sum(axis=1, keepdims=True)
+        return float(-np.mean(np.log(p[np.arange(len(pred)), target]))), grad
+
+
+def _without_onehot(divide):
+    def forward(self, pred, target):
+        value, _ = MySoftmaxCE.forward(self, pred, target)
+        p = _softmax(pred)
+        return value, p / len(pred) if divide else p
+    return type("NoOnehotCE", (MySoftmaxCE,), {"forward": forward})
+
+
+SOFTMAX_CE_DERIVATION_BUGS = [
+    (ce_variant(lambda v, g, n: (v, g * n)), ["gradient of the SUM", "/N forgotten", "1/4"]),
+    (_without_onehot(True), ["softmax/N", "− onehot is missing"]),
+    (_without_onehot(False), ["softmax itself", "− onehot", "1/N"]),
+    (UnshiftedGradient, ["the gradient at large logits", "unshifted logits", "subtract each row's maximum"]),
+    (UnshiftedLog, ["the loss value at large logits", "log of a softmax computed without the max-shift"]),
+    (LogOfSoftmax, ["confident logits", "compute the log-probability directly"]),
+    (ce_variant(lambda v, g, n: (v * n, g)), ["loss value", "it is a sum; return the mean"]),
+    (ce_variant(lambda v, g, n: (v, g / n)), ["1/4 of the expected", "divided by 4 twice"]),
+]
+
+
+@pytest.mark.parametrize("buggy, keywords", SOFTMAX_CE_DERIVATION_BUGS)
+def test_softmax_ce_derivation_mistakes_are_named(capsys, buggy, keywords):
+    result, out = verdict(capsys, check_loss, buggy, tn.SoftmaxCrossEntropy)
+    assert result is False
+    for keyword in keywords:
+        assert keyword in out, out

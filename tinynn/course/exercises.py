@@ -292,6 +292,9 @@ def check_layer(candidate, reference):
         rng = np.random.default_rng(SEED)
         trials = LAYER_TRIALS.get(reference.__name__, DEFAULT_LAYER_TRIALS)
         worst = max(_layer_trial(candidate, reference, args, shape, rng) for args, shape in trials)
+        extra = LAYER_EXTRA_CHECKS.get(reference.__name__)
+        if extra:
+            extra(candidate, reference, *trials[0])
         return f"forward matches, gradients match (max rel. err {worst:.0e})"
     return _run(_name(candidate), run)
 
@@ -381,11 +384,13 @@ def _layer_trial(candidate, reference, args, shape, rng):
             nonfinite="Is there an exp() that can overflow?")
 
     upstream = rng.standard_normal(expected_y.shape)
-    ours = _backward(cand, upstream.copy())
+    dense = type(ref).__name__ == "Dense"
+    ours = _backward(cand, upstream.copy(), _dense_shapes(x, ref, upstream) if dense else None)
     _unchanged(cand, before, "backward")
     theirs = _ref_gradients(ref, upstream)
+    extra = {"input": [_dense_missing_transpose(ref.params["w"], upstream)]} if dense else {}
     try:
-        _compare_gradients(ours, theirs, len(x))
+        _compare_gradients(ours, theirs, len(x), extra)
     except Failed:
         _reseed()
         ref.forward(x_first.copy())
@@ -403,6 +408,83 @@ def _layer_trial(candidate, reference, args, shape, rng):
     return worst
 
 
+# Inputs where sigmoid's forms differ: e⁻ˣ overflows for large negative x (float32: x < −88;
+# float64: x < −709), and ½(1 + tanh(x/2)) loses its digits for x below about −10 (float32) or −20
+# (float64), where tanh(x/2) is within a few rounding steps of −1.
+SIGMOID_TAIL = np.array([-1000.0, -200.0, -100.0, -40.0, -30.0, -25.0, -20.0, -17.0, -15.0, -10.0,
+                         -1.0, 0.0, 1.0, 10.0, 20.0, 40.0, 100.0, 1000.0])
+SIGMOID_TAIL_TOLERANCE = {np.float32: 1e-5, np.float64: 1e-10}  # max relative error per element
+
+
+def _sigmoid_tail(candidate, reference, args, shape):
+    """Sigmoid must neither overflow nor lose its small values in the negative tail."""
+    for side, x in (("negative", SIGMOID_TAIL[SIGMOID_TAIL < 0]),
+                    ("positive", SIGMOID_TAIL[SIGMOID_TAIL > 0])):
+        for dtype in (np.float32, np.float64):
+            cand, _, _ = _layer_pair(candidate, reference, args, shape)
+            try:
+                with np.errstate(over="raise", invalid="raise"):
+                    _forward(cand, x.astype(dtype)[None, :])
+            except FloatingPointError as e:
+                both = ""
+                if side == "negative":
+                    try:
+                        cand, _, _ = _layer_pair(candidate, reference, args, shape)
+                        with np.errstate(over="raise", invalid="raise"):
+                            _forward(cand, -x[::-1].astype(dtype)[None, :])
+                    except FloatingPointError:
+                        both = (" — and for large positive x too: np.where(c, a, b) computes BOTH "
+                                "a and b for every element, so a branch's exp() overflows even "
+                                "where it is not picked")
+                raise Failed(f"forward overflows for large {side} x ({np.dtype(dtype).name}, e.g. "
+                             f"x = {x[0] if side == 'negative' else x[-1]:g}): numpy warns "
+                             f"'RuntimeWarning: {e}'{both}. " + (
+                                 "1 / (1 + exp(−x)) computes e⁻ˣ, which is inf for x < −88 in "
+                                 "float32" if side == "negative" else
+                                 "exp(x) / (1 + exp(x)) computes eˣ, which is inf for x > 88 in "
+                                 "float32") +
+                             "; the value may still come out right, but inf is one step from "
+                             "nan (inf/inf). Compute z = exp(−|x|) (never above 1) and "
+                             "σ(x) = 1/(1 + z) for x ≥ 0, z/(1 + z) for x < 0.") from None
+    for dtype in (np.float32, np.float64):
+        x = SIGMOID_TAIL.astype(dtype)
+        cand, _, _ = _layer_pair(candidate, reference, args, shape)
+        y = _as_array(_forward(cand, x[None, :]), "forward output")
+        if y.shape != (1, x.size):
+            raise Failed(f"forward output for input of shape {(1, x.size)} has shape {y.shape}")
+        y = y[0]
+        true = 1.0 / (1.0 + np.exp(-x.astype(np.float64)))
+        normal = true >= np.finfo(dtype).tiny       # results that the dtype holds to full precision
+        error = np.where(normal, np.abs(y - true) / np.where(normal, true, 1.0), 0.0)
+        bad = np.flatnonzero(~(error <= SIGMOID_TAIL_TOLERANCE[dtype]))
+        if bad.size:
+            size = np.where(np.isfinite(error[bad]), error[bad], np.inf)
+            worst = min(bad[size == size.max()], key=lambda i: abs(x[i]))  # nearest 0 of the worst
+            side = bad[(x[bad] < 0) == (x[worst] < 0)]
+            first = side[np.argmin(np.abs(x[side]))]           # the failure nearest to 0
+            where = "negative tail" if x[worst] < 0 else "positive tail"
+            already = "" if first == worst else (
+                f"; already at x = {x[first]:g} it is {_percent(error[first])} off")
+            raise Failed(
+                f"forward is inaccurate in the {where} ({np.dtype(dtype).name}): at x = "
+                f"{x[worst]:g} yours is {_fmt(y[worst])}, the true σ(x) is {_fmt(true[worst])} "
+                f"({_percent(error[worst])} off){already}. " + (
+                    "½(1 + tanh(x/2)) never overflows, but for negative x it adds 1 to a tanh "
+                    "within a few rounding steps of −1: the digits of the small result cancel. "
+                    "Compute from z = exp(−|x|): σ(x) = 1/(1 + z) for x ≥ 0, z/(1 + z) for x < 0 "
+                    "(no subtraction, so no digits lost)." if x[worst] < 0 else
+                    "Compute from z = exp(−|x|): σ(x) = 1/(1 + z) for x ≥ 0, z/(1 + z) for x < 0."))
+
+
+def _percent(error):
+    if not np.isfinite(error):
+        return "infinitely"
+    return "100%" if abs(error - 1) < 0.005 else f"{100 * error:.2g}%"
+
+
+LAYER_EXTRA_CHECKS = {"Sigmoid": _sigmoid_tail}
+
+
 def _forward(layer, x):
     y = layer.forward(x, training=True)
     if y is None:
@@ -410,12 +492,16 @@ def _forward(layer, x):
     return y
 
 
-def _backward(layer, upstream):
+def _backward(layer, upstream, shapes_hint=None):
     try:
         grad_x = layer.backward(upstream)
     except AttributeError as e:
         raise Failed(f"backward raised AttributeError: {e}\n  The cached input was not stored: "
                      "forward must save what backward needs on self (e.g. self.x = x).") from None
+    except ValueError as e:
+        if shapes_hint is None:
+            raise
+        raise Failed(f"backward raised ValueError{_at_line(e)}: {e}\n  {shapes_hint}") from None
     if grad_x is None:
         raise NotDone("backward returned None — write its code and `return` the gradient with "
                       "respect to the input")
@@ -442,14 +528,46 @@ def _gradient_factors(name, batch):
     return [(-1.0, sign), (1.0 / batch, divided), (float(batch), times)]
 
 
-def _compare_gradients(ours, theirs, batch):
+def _compare_gradients(ours, theirs, batch, extra=None):
     for name, expected in theirs.items():
         if ours[name] is None:
             raise Failed(f"backward did not fill grads[{name!r}] (shape {expected.shape})")
         what = "the input gradient (backward's return value)" if name == "input" \
             else f"grads[{name!r}]"
+        checks = ((_mask_differs,) if name == "input" else ()) + tuple((extra or {}).get(name, ()))
         _expect(what, ours[name], expected, batch=batch, factors=_gradient_factors(name, batch),
-                extra=(_mask_differs,) if name == "input" else ())
+                extra=checks)
+
+
+# ---------------------------------------------------------------- Dense: the shape argument
+def _at_line(exc):
+    """' at `<source line>`' for the innermost frame of the student's code, if known."""
+    frames = [f for f in traceback.extract_tb(exc.__traceback__)
+              if "numpy" not in f.filename.replace("\\", "/").split("/")]
+    return f" at `{frames[-1].line.strip()}`" if frames and frames[-1].line else ""
+
+
+def _dense_shapes(x, ref, upstream):
+    """The shape argument for Dense's backward, with this trial's numbers (no code given)."""
+    n, d_in = x.shape
+    d_out = upstream.shape[1]
+    return (f"The shapes do not line up in a matrix product. Here G = dL/dY is {(n, d_out)}, "
+            f"X is {(n, d_in)} and W is {(d_in, d_out)}. Each gradient has the shape of what it "
+            f"is the gradient of: dL/dX {(n, d_in)}, dL/dW {(d_in, d_out)}, dL/db {(d_out,)}. "
+            f"dL/dX = G W or Wᵀ G cannot be right: {(n, d_out)} @ {(d_in, d_out)} and "
+            f"{(d_out, d_in)} @ {(n, d_out)} do not fit. Write the shapes under the factors of "
+            "your derivation's sum: the index it sums over must be the inner size of the product.")
+
+
+def _dense_missing_transpose(w, upstream):
+    """Square W: G @ W has the right shape but the wrong values (the transpose is missing)."""
+    def diagnose(yours, expected):
+        if w.shape[0] == w.shape[1] and _close(yours, upstream @ w):
+            return ("equals G W: the transpose of W is missing. dL/dX_ik = Σ_j G_ij W_kj sums "
+                    "over W's SECOND index; with this square W the shapes fit either way, with "
+                    "any other they would not")
+        return None
+    return diagnose
 
 
 def _same_gradients(ours, theirs):
@@ -635,11 +753,16 @@ def _dropout_inference_output(y, x, p):
 
 # ================================================================ losses
 NONFINITE_LOSS_HINTS = {
-    "SoftmaxCrossEntropy": "At large logits exp() overflows: subtract each row's maximum before "
+    "SoftmaxCrossEntropy": "At large logits exp() overflows: e¹⁰⁰⁰ = inf, and inf/inf = nan — a "
+                           "softmax of the unshifted logits: subtract each row's maximum before "
                            "exp (softmax does not change, and the largest term becomes e⁰ = 1).",
     "SigmoidCrossEntropy": "At large logits use the stable form max(z, 0) − z·t + "
                            "log(1 + e^−|z|).",
 }
+UNSHIFTED_LOG_HINT = ("The value takes the log of a softmax computed without the max-shift: "
+                      "exp(±1000) overflows (inf) or underflows (0) before the log, giving nan. "
+                      "So subtract each row's maximum m first and use log-sum-exp, "
+                      "log softmax(z)ᵢ = zᵢ − m − log Σⱼ exp(zⱼ − m).")
 LOG_OF_ZERO_HINT = ("The gradient is fine, so the value takes log of a probability that "
                     "underflowed to 0 (a very wrong, very confident prediction): compute the "
                     "log-probability directly, log softmax(z)ᵢ = zᵢ − m − log Σⱼ exp(zⱼ − m), "
@@ -701,7 +824,10 @@ def _loss_trial(loss, ref, label, pred, target):
              "confident": f"at confident logits (spread over ±{LARGE:g})"}.get(
                  label, f"for predictions of shape {label}")
     nonfinite = NONFINITE_LOSS_HINTS.get(type(ref).__name__, "")
-    if type(ref).__name__ == "SoftmaxCrossEntropy" and _finite(grad):
+    softmax_ce = type(ref).__name__ == "SoftmaxCrossEntropy"
+    if softmax_ce and label == "large":
+        value_nonfinite = UNSHIFTED_LOG_HINT
+    elif softmax_ce and _finite(grad):
         value_nonfinite = LOG_OF_ZERO_HINT
     else:
         value_nonfinite = nonfinite
@@ -712,7 +838,25 @@ def _loss_trial(loss, ref, label, pred, target):
     value_factors, grad_factors = _loss_factors(type(ref).__name__, batch, size)
     _expect(f"the loss value {where}", value.reshape(()), np.asarray(expected_value),
             factors=value_factors, nonfinite=value_nonfinite)
-    _expect(f"the gradient {where}", grad, expected_grad, factors=grad_factors, nonfinite=nonfinite)
+    extra = (_forgot_onehot(expected_grad, target, batch),) if softmax_ce else ()
+    _expect(f"the gradient {where}", grad, expected_grad, factors=grad_factors, nonfinite=nonfinite,
+            extra=extra)
+
+
+def _forgot_onehot(expected_grad, target, batch):
+    """Softmax cross-entropy's gradient without its − onehot term (with or without the 1/N)."""
+    def diagnose(yours, expected):
+        onehot = np.zeros_like(expected_grad)
+        onehot[np.arange(batch), np.asarray(target).astype(int)] = 1.0
+        softmax = expected_grad * batch + onehot
+        if _close(yours, softmax / batch):
+            return ("is softmax/N: the − onehot is missing. The loss has the term −z_y; its "
+                    "derivative subtracts 1 at each row's true class")
+        if _close(yours, softmax):
+            return ("is the softmax itself: both the − onehot (from the term −z_y) and the 1/N "
+                    "(the loss is a mean over the batch) are missing")
+        return None
+    return diagnose
 
 
 def _loss_factors(name, batch, size):
@@ -725,8 +869,9 @@ def _loss_factors(name, batch, size):
     if n > 1:
         value.append((float(n), f"is {n} × the expected: it is a sum; return the mean over "
                                 f"{what}"))
-        grad.append((float(n), f"is {n} × the expected: the value is a mean over {what}, so the "
-                               f"gradient carries a factor 1/{n}"))
+        grad.append((float(n), f"is {n} × the expected: it is the gradient of the SUM (/N "
+                               f"forgotten). The value is a mean over {what}, so the gradient "
+                               f"carries a factor 1/{n}"))
     if size != batch and per_element:
         value.append((size / batch, "is the mean over the batch of per-sample sums; this loss is "
                                     "the mean over all elements (divide by pred.size)"))
@@ -739,6 +884,9 @@ def _loss_factors(name, batch, size):
                                    "so divide by the batch size"))
     if name == "MSE":
         grad.append((0.5, "is half the expected: d/dp (p − t)² = 2(p − t)"))
+    if n > 1:
+        grad.append((1.0 / n, f"is 1/{n} of the expected: divided by {n} twice? The mean's 1/{n} "
+                              "appears once, in the gradient of the mean"))
     return value, grad
 
 
