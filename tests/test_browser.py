@@ -292,7 +292,7 @@ def test_learning_rate_lab_in_jupyterlab(tmp_path):
         used_lr = float(re.search(r"lr=(\S+) ", text).group(1))
         assert used_lr == pytest.approx(new_lr, rel=0.06), f"the run should use the slider's rate: {text}"
         assert used_lr < float(before_lr) and "batch 16" in text, text
-        steps, planned = map(int, re.search(r"stopped after (\d+) of (\d+) steps", text).groups())
+        steps, planned = map(int, re.search(r"stopped by you after (\d+) of (\d+) steps", text).groups())
         assert 0 < steps < planned == 30 * 313, text
         assert lab.locator("button", has_text="Train").is_enabled()
 
