@@ -354,3 +354,11 @@ def test_playground_says_who_stopped_it(moons):
     assert "(stopped by you after 6 of 40 steps)" in pg.status.value, pg.status.value
     assert "callback" not in pg.status.value
 
+
+def test_dashboards_carry_a_picture_for_frontends_without_the_widget_state(lab):
+    for dashboard in (lab, Playground(dataset="moons", n_samples=100, hidden=(4,))):
+        bundle = dashboard._repr_mimebundle_()
+        assert "application/vnd.jupyter.widget-view+json" in bundle
+        assert bundle["image/png"].startswith(PNG)
+        assert bundle["text/plain"] == (f"{type(dashboard).__name__} "
+                                        "(run the notebook to use it)")

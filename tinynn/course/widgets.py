@@ -250,7 +250,14 @@ class _Dashboard:
 
     # ------------------------------------------------------------------ display
     def _repr_mimebundle_(self, **kwargs):
-        return self.widget._repr_mimebundle_(**kwargs)
+        """The live widget view, plus a PNG of the plot and a one-line text. A frontend that has
+        the widget's state (a running kernel) shows the dashboard; one without it (a notebook
+        opened before it ran, an untrusted notebook, GitHub, nbviewer) shows the picture instead
+        of the widget's raw ``VBox(children=…)`` repr."""
+        bundle = self.widget._repr_mimebundle_(**kwargs)
+        bundle["image/png"] = self._png()
+        bundle["text/plain"] = f"{type(self).__name__} (run the notebook to use it)"
+        return bundle
 
     def show(self):
         """Display the current plot as a plain, static image (it stays visible in a saved
@@ -717,7 +724,7 @@ class LearningRateLab(_Dashboard):
                 ax.plot(range(1, len(values) + 1), values, "o-", **self._run_style(run))
         name = key.replace("_", " ")
         if ax.lines:
-            ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs: 1, 2, 3, not 1.2
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))  # 1, 2, 3, not 1.2
         else:
             placeholder(ax, f"{name}\nappears after the first epoch")
         ax.set_xlabel("epoch")
