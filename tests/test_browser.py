@@ -268,6 +268,9 @@ def test_learning_rate_lab_in_jupyterlab(tmp_path):
         epochs = int(epochs_slider.locator(".widget-readout").inner_text())
         assert epochs == 30, "dragging the epochs slider to the right end should give 30"
         lab.locator(".widget-dropdown", has_text="batch size").locator("select").select_option("16")
+        hidden = lab.locator(".widget-text", has_text="hidden layers").locator("input")
+        hidden.fill("256, 256")  # slower steps: on a busy machine the run outlasts the sampling
+        hidden.press("Enter")
         time.sleep(0.5)  # let the widget values reach the kernel before the click does
         status = lab.locator(".widget-html").first
         last_run = int(re.search(r"run (\d+)", status.inner_text()).group(1))
@@ -278,7 +281,7 @@ def test_learning_rate_lab_in_jupyterlab(tmp_path):
         while len(frames - {before_plot}) < 2:
             text = status.inner_text()
             if text.startswith(this_run):
-                assert " epochs: " not in text, f"the run ended before Stop: {text}"
+                assert " — after " not in text, f"the run ended before Stop: {text}"
                 frames.add(plot.evaluate(IMAGE_HASH))
             assert time.monotonic() < deadline, f"the plot did not update while training: {text}"
             time.sleep(0.05)
@@ -286,13 +289,13 @@ def test_learning_rate_lab_in_jupyterlab(tmp_path):
         lab.locator("button", has_text="Stop").click()
         finished = f"run {last_run + 1}: "
         page.wait_for_function("([el, prefix]) => el.textContent.startsWith(prefix) && "
-                               "el.textContent.includes(' epochs: ')",
+                               "el.textContent.includes(' — after ')",
                                arg=[status.element_handle(), finished], timeout=30_000)
         text = status.inner_text()
         used_lr = float(re.search(r"lr=(\S+) ", text).group(1))
         assert used_lr == pytest.approx(new_lr, rel=0.06), f"the run should use the slider's rate: {text}"
-        assert used_lr < float(before_lr) and "batch 16" in text, text
-        steps, planned = map(int, re.search(r"stopped after (\d+) of (\d+) steps", text).groups())
+        assert used_lr < float(before_lr) and "batch 16, hidden [256, 256]" in text, text
+        steps, planned = map(int, re.search(r"stopped by you after (\d+) of (\d+) steps", text).groups())
         assert 0 < steps < planned == 30 * 313, text
         assert lab.locator("button", has_text="Train").is_enabled()
 
@@ -305,3 +308,55 @@ def test_learning_rate_lab_in_jupyterlab(tmp_path):
     leftovers = [pid for pid in (seen | descendants(os.getpid())) - ours_before if alive(pid)]
     assert not leftovers, "processes left behind: " + "; ".join(map(describe, leftovers))
     print(f"browser test took {time.monotonic() - started:.0f} s")
+
+
+# ============================================================================ before the kernel runs
+DASHBOARDS_NOTEBOOK = [
+    "import tinynn as tn\nfrom tinynn.course.widgets import LearningRateLab, Playground\n"
+    "x, y = tn.data.moons(200, noise=0.15, seed=0)\n"
+    "lab = LearningRateLab(x, y, hidden=(8,), epochs=2)\nlab.train(wait=True)\nlab",
+    "Playground(dataset='moons', n_samples=100, hidden=(4,))",
+]
+
+
+def executed_notebook(path, monkeypatch):
+    """Write a notebook with the two dashboards, executed and saved with its outputs, as the
+    course's notebooks are committed (the kernel imports this checkout's tinynn)."""
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    root = str(Path(__file__).resolve().parent.parent)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])))
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(s) for s in DASHBOARDS_NOTEBOOK])
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                       "language": "python"}
+    nbclient.NotebookClient(notebook, timeout=120).execute()
+    nbformat.write(notebook, path)
+
+
+def test_a_saved_notebook_shows_the_dashboards_as_pictures_before_it_runs(tmp_path, monkeypatch):
+    # A student opens a committed notebook: no kernel has run, the widgets have no state, so the
+    # frontend picks another part of the output bundle: the dashboards' PNG, not their VBox repr.
+    workdir = tmp_path / "notebooks"
+    workdir.mkdir()
+    executed_notebook(workdir / "dashboards.ipynb", monkeypatch)
+    ours_before = descendants(os.getpid())
+    with jupyter_lab(workdir, tmp_path / "jupyter") as (base, token, server), \
+            chromium(tmp_path / "chromium-profile") as page:
+        for frontend, url in (("jupyterlab", "lab/tree"), ("notebook7", "notebooks")):
+            page.goto(f"{base}/{url}/dashboards.ipynb?token={token}",
+                      wait_until="domcontentloaded", timeout=60_000)
+            outputs = page.locator(".jp-OutputArea-output")
+            outputs.nth(1).wait_for(timeout=60_000)
+            for i in range(2):
+                output = outputs.nth(i)
+                text = output.inner_text()
+                assert "VBox" not in text and "widget" not in text.lower(), (
+                    f"{frontend}: output {i} shows {text[:70]!r}… instead of a picture")
+                size = output.locator("img").evaluate("img => [img.naturalWidth, img.naturalHeight]")
+                assert size[0] > 600 and size[1] > 250, f"{frontend}: output {i} image is {size}"
+            page.screenshot(path=tmp_path / f"{frontend}_before_running.png", full_page=True)
+        print(f"screenshots: {tmp_path}/jupyterlab_before_running.png, "
+              f"{tmp_path}/notebook7_before_running.png")
+    assert server.poll() is not None, "the server should have stopped"
+    leftovers = [pid for pid in descendants(os.getpid()) - ours_before if alive(pid)]
+    assert not leftovers, "processes left behind: " + "; ".join(map(describe, leftovers))

@@ -205,3 +205,49 @@ def test_live_decision_boundary_redraws_regions_and_loss(handles):
     assert len(boundary.images) == 1 and "accuracy" in boundary.get_title()
     assert len(loss.lines[0].get_xdata()) == 8
     assert plt.get_fignums() == []
+
+
+def test_live_plot_says_which_epoch_runs_and_waits_for_data_with_placeholders(handles):
+    x, y = tn.data.moons(64, noise=0.1, seed=0)
+    live = viz.LivePlot(metrics=("loss", "accuracy"), every=2, min_interval=0)
+    titles, texts = [], []
+
+    def record(fig):
+        titles.append(fig._suptitle.get_text())
+        texts.append([[t.get_text() for t in ax.texts] for ax in fig.axes])
+
+    class Spy(tn.Callback):
+        def on_batch_end(self, model, step, logs):
+            if step % 2 == 0:                                  # just after each redraw
+                record(live.figure)
+
+    model = trained_toy_model(x, y, epochs=0)
+    model.fit(x, y, epochs=2, batch_size=16, seed=0, callbacks=[live, Spy()])
+    assert titles[0].startswith("epoch 1 · step 2")          # 4 steps per epoch
+    assert titles[2].startswith("epoch 2 · step 6")
+    assert any("after the first epoch" in t for t in texts[0][1])
+    assert texts[0][0] == [] and texts[-1] == [[], []]
+    assert live.figure._suptitle.get_text().startswith("2 epochs done · step 8")
+
+
+def test_live_plot_before_the_first_step_shows_placeholders_not_empty_axes(handles):
+    model = tn.Model(tn.Net([tn.Dense(2)]), tn.SoftmaxCrossEntropy(), tn.SGD(lr=0.1))
+    model.history = {"loss": [], "step_loss": [], "stopped": None, "accuracy": []}
+    live = viz.LivePlot(metrics=("loss", "accuracy"), min_interval=0)
+    live.on_train_begin(model)
+    for ax in live.figure.axes:
+        assert not ax.lines and list(ax.get_yticks()) == [] and ax.texts
+
+
+def test_live_plot_of_a_stopped_run_names_the_stop_not_a_finished_epoch(handles):
+    x, y = tn.data.moons(64, noise=0.1, seed=0)
+
+    class StopAtStep6(tn.Callback):
+        def on_batch_end(self, model, step, logs):
+            model.stop_training = step == 6
+
+    live = viz.LivePlot(every=100)
+    trained_toy_model(x, y, epochs=0).fit(x, y, epochs=3, batch_size=16,
+                                          callbacks=[live, StopAtStep6()])
+    title = live.figure._suptitle.get_text()
+    assert "done" not in title and "step 6" in title and "stopped" in title, title

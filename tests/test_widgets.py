@@ -112,7 +112,7 @@ def test_stop_ends_a_background_run_early_and_leaves_a_working_model(moons):
     assert lab.wait(timeout=30)
     (run,) = lab.runs
     assert 5 <= run.steps < run.planned_steps == 30 * 125
-    assert run.stopped_by_user and "stopped after" in run.summary()
+    assert run.stopped_by_user and "stopped by you after" in run.summary()
     assert run.history["stopped"].startswith("stopped by a callback")
     assert np.isfinite(lab.model.predict(big_x)).all()
     assert lab.model.evaluate(big_x, big_y)["accuracy"] > 0.5
@@ -134,7 +134,8 @@ def test_stop_that_lands_while_the_plot_redraws_is_still_reported(moons):
     lab._tick = tick_then_stop
     run = lab.train(wait=True)
     assert run.steps == 3 and run.stopped_by_user, run.summary()
-    assert "(stopped after 3 of 65 steps)" in run.summary()
+    assert "after 3 of 13 steps of the first epoch: " in run.summary()
+    assert "(stopped by you after 3 of 65 steps)" in run.summary()
 
 
 def test_slider_changes_the_rate_of_a_run_in_progress(moons):
@@ -262,3 +263,102 @@ def test_playground_stop_and_reset():
     pg.reset_button.click()
     assert pg.seed == 1 and pg.losses == []
     assert not np.allclose(before, pg.model.net.get_params()["0.w"])
+
+
+# ------------------------------------------------------------------ issue 15: what the student reads
+def test_summary_and_legend_report_a_rate_moved_during_the_run(moons):
+    (x, y), _ = moons
+    lab = LearningRateLab(x, y, hidden=(8,), optimizer="sgd", lr=1e-3, batch_size=16, epochs=2)
+    tick = lab._tick
+
+    def tick_and_move(step, describe):  # the slider moves between steps 5 and 6, as by hand
+        tick(step, describe)
+        if step == 5:
+            lab.lr_slider.value = 0.03
+
+    lab._tick = tick_and_move
+    run = lab.train(wait=True)
+    assert run.lr_changes == [(6, pytest.approx(0.03))]
+    assert "lr=1.0e-03 → 3.0e-02 (moved during the run, at step 6)" in run.summary()
+    assert "1.0e-03→3.0e-02" in run.label
+    legend = lab.figure().legends[0]
+    assert [t.get_text() for t in legend.get_texts()] == [run.label]
+    lab._tick = tick
+    still = lab.train(wait=True)
+    assert still.lr_changes == [] and "lr=3.0e-02 (constant)" in still.summary()
+
+
+def test_summary_counts_a_partial_epoch_as_steps_not_as_an_epoch(moons):
+    (x, y), _ = moons
+    lab = LearningRateLab(x, y, hidden=(8,), lr=0.01, batch_size=16, epochs=5)  # 13 steps/epoch
+    tick = lab._tick
+
+    def tick_then_stop(step, describe):
+        tick(step, describe)
+        if step == 30:
+            lab.stop()
+
+    lab._tick = tick_then_stop
+    run = lab.train(wait=True)
+    assert "after 2 epochs and 4 of 13 steps:" in run.summary(), run.summary()
+    lab._tick = tick
+    assert "after 5 epochs:" in lab.train(wait=True).summary()
+
+
+def test_legend_and_curves_agree_and_are_readable(moons):
+    (x, y), _ = moons
+    lab = LearningRateLab(x[:64], y[:64], hidden=(4,), lr=0.01, batch_size=64, epochs=1)
+    for _ in range(10):
+        lab.train(wait=True)
+    fig = lab.figure()
+    loss_ax, metric_ax, _ = fig.axes
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    drawn = [line.get_label() for line in loss_ax.lines if not line.get_label().startswith("_")]
+    assert labels == drawn == [run.label for run in lab.runs[-widgets.RUNS_SHOWN:]]
+    assert len(metric_ax.lines) == widgets.RUNS_SHOWN
+    assert min(t.get_fontsize() for t in fig.legends[0].get_texts()) >= 9
+    assert f"last {widgets.RUNS_SHOWN} of 10 runs" in loss_ax.get_title()
+
+
+def test_progress_bar_ends_full_when_the_range_test_ends(lab):
+    lab.range_test(wait=True)
+    assert lab.progress.value == lab.progress.max
+
+
+def test_empty_range_test_axis_spans_the_slider_and_says_what_to_do(lab):
+    lab.train(wait=True)
+    lab.reset_button.click()
+    range_ax = lab.figure().axes[2]
+    assert range_ax.get_xlim() == pytest.approx((1e-5, 10.0))
+    assert any("LR range test" in t.get_text() for t in range_ax.texts)
+
+
+def test_playground_with_no_steps_yet_shows_a_placeholder_not_an_empty_frame():
+    pg = Playground(dataset="moons", n_samples=100, hidden=(4,), epochs=10)
+    loss_ax = pg.figure().axes[1]
+    assert not loss_ax.lines and list(loss_ax.get_yticks()) == []
+    assert any("Train" in t.get_text() for t in loss_ax.texts)
+
+
+def test_playground_says_who_stopped_it(moons):
+    pg = Playground(dataset="moons", n_samples=100, hidden=(4,), epochs=10)  # 4 steps/epoch
+    tick = pg._tick
+
+    def tick_then_stop(step, describe):
+        tick(step, describe)
+        if step == 6:
+            pg.stop()
+
+    pg._tick = tick_then_stop
+    pg.train(wait=True)
+    assert "(stopped by you after 6 of 40 steps)" in pg.status.value, pg.status.value
+    assert "callback" not in pg.status.value
+
+
+def test_dashboards_carry_a_picture_for_frontends_without_the_widget_state(lab):
+    for dashboard in (lab, Playground(dataset="moons", n_samples=100, hidden=(4,))):
+        bundle = dashboard._repr_mimebundle_()
+        assert "application/vnd.jupyter.widget-view+json" in bundle
+        assert bundle["image/png"].startswith(PNG)
+        assert bundle["text/plain"] == (f"{type(dashboard).__name__} "
+                                        "(run the notebook to use it)")

@@ -36,6 +36,15 @@ def _pyplot():
     return plt
 
 
+def placeholder(ax, text):
+    """Write ``text`` in grey across an axes that has no data yet, and hide its ticks: an empty
+    axes would otherwise show matplotlib's default ranges (0 … 1, or ±0.05), which mean nothing."""
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, color="0.45",
+            fontsize=10)
+
+
 def _new_axes(ax, figsize):
     """``ax`` and its figure, or a fresh pyplot figure with one axes."""
     if ax is not None:
@@ -223,11 +232,12 @@ def plot_weight_histograms(net, bins=40):
 
 
 # ============================================================================ LR range test
-def draw_lr_range_test(ax, result, current_lr=None):
-    """Loss against learning rate (log axis) with the suggested rate marked."""
+def draw_lr_range_test(ax, result, current_lr=None, lr_range=None):
+    """Loss against learning rate (log axis) with the suggested rate marked, and the slider's
+    rate ``current_lr`` as a red line. Before any test (``result`` None) the axis spans
+    ``lr_range`` = (lowest, highest) rate the test would sweep, with a note to run it."""
     if result is None:
-        ax.text(0.5, 0.5, "no range test yet", ha="center", va="center", transform=ax.transAxes,
-                color="0.5")
+        placeholder(ax, "press LR range test\nto sweep the learning rate")
     else:
         ax.plot(result.lrs, result.losses, color="#1f77b4", label="smoothed loss")
         ax.axvline(result.suggestion, color="#2ca02c", linestyle="--",
@@ -240,12 +250,14 @@ def draw_lr_range_test(ax, result, current_lr=None):
             ax.set_ylim(finite.min() - 0.05 * abs(finite.min()), top * 1.05)
     if current_lr is not None:
         ax.axvline(current_lr, color="#d62728", linewidth=1.2, label=f"slider {current_lr:.1e}")
-    ax.set_xscale("log")
+    ax.set_xscale("log")  # after placeholder(): a new scale brings its ticks back
+    if result is None and lr_range is not None:
+        ax.set_xlim(*lr_range)
     ax.set_xlabel("learning rate")
     ax.set_ylabel("loss")
     ax.set_title("learning-rate range test")
     if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=7, loc="upper left")
+        ax.legend(fontsize=9, loc="upper left")
 
 
 def plot_lr_range_test(result, ax=None):
@@ -287,17 +299,20 @@ class _LiveFigure(Callback):
         _pyplot()  # fail now, with matplotlib's own message, if it is not installed
         self.every, self.min_interval = every, min_interval
         self.figure = self.handle = None
-        self.updates = 0
+        self.updates, self.epoch, self.finished = 0, 1, False
 
     def on_train_begin(self, model):
         plt = _pyplot()
         self.figure = plt.figure(figsize=self.figsize)
         plt.close(self.figure)  # pyplot forgets it: only our display handle ever shows it
         self.setup(self.figure)
-        self.epoch_steps = []
+        self.epoch_steps, self.epoch, self.finished = [], 1, False
         self._last, self._gap = time.monotonic(), self.min_interval
         self.draw(model)
         self.handle = _display_handle(self.figure)
+
+    def on_epoch_begin(self, model, epoch):
+        self.epoch = epoch + 1
 
     def on_batch_end(self, model, step, logs):
         if step % self.every == 0 and time.monotonic() - self._last >= self._gap:
@@ -308,6 +323,7 @@ class _LiveFigure(Callback):
         self._update(model)
 
     def on_train_end(self, model, history):
+        self.finished = True
         self._update(model)
 
     def _update(self, model):
@@ -362,14 +378,23 @@ class LivePlot(_LiveFigure):
                 self._draw_loss(ax, history)
             else:
                 self._draw_epoch_metric(ax, history, name)
+        self.figure.suptitle(self._status(history), fontsize=10)
+
+    def _status(self, history):
+        """The title: the epoch in progress while training, then how training ended (a run
+        stopped inside an epoch did not finish it, so it never says 'done')."""
         steps = len(history["step_loss"])
-        last = history["step_loss"][-1] if steps else float("nan")
-        status = f"epoch {len(self.epoch_steps)} done · step {steps} · loss {last:.4f}"
+        where = f"step {steps}" + (f" · loss {history['step_loss'][-1]:.4f}" if steps else "")
         if history.get("stopped"):
-            status += f" · {history['stopped']}"
-        self.figure.suptitle(status, fontsize=10)
+            return f"{where} · {history['stopped']}"
+        if self.finished:
+            epochs = len(self.epoch_steps)
+            return f"{epochs} epoch{'s' if epochs != 1 else ''} done · {where}"
+        return f"epoch {self.epoch} · {where}"
 
     def _draw_loss(self, ax, history):
+        if not history["step_loss"]:
+            return placeholder(ax, "the loss appears after the first step")
         steps = np.arange(1, len(history["step_loss"]) + 1)
         ax.plot(steps, _finite(history["step_loss"]), color="#1f77b4", alpha=0.35, linewidth=0.8,
                 label="train (each step)")
@@ -385,6 +410,8 @@ class LivePlot(_LiveFigure):
         ax.legend(fontsize=8, loc="upper right")
 
     def _draw_epoch_metric(self, ax, history, name):
+        if not (history.get(name) or history.get(f"val_{name}")):
+            return placeholder(ax, f"{name}\nappears after the first epoch")
         for key, style, colour, label in ((name, "o-", "#1f77b4", "train"),
                                           (f"val_{name}", "s-", "#ff7f0e", "validation")):
             values = history.get(key) or []
@@ -419,10 +446,17 @@ class LiveDecisionBoundary(_LiveFigure):
         accuracy = np.mean(_predicted(model, self.x) == as_labels(self.y))
         boundary.set_title(f"decision regions · accuracy {accuracy:.3f}")
         step_loss = model.history["step_loss"]
-        loss.plot(np.arange(1, len(step_loss) + 1), _finite(step_loss), color="#1f77b4")
-        loss.set_xlabel("step")
-        loss.set_ylabel("training loss")
+        draw_loss_curve(loss, step_loss)
         loss.set_title(f"step {len(step_loss)}")
+
+
+def draw_loss_curve(ax, step_loss):
+    """The training loss of every step, or a placeholder before the first step."""
+    if len(step_loss) == 0:
+        return placeholder(ax, "the loss appears after the first step")
+    ax.plot(np.arange(1, len(step_loss) + 1), _finite(step_loss), color="#1f77b4")
+    ax.set_xlabel("step")
+    ax.set_ylabel("training loss")
 
 
 # ============================================================================ layer dashboard
@@ -460,8 +494,7 @@ def draw_layer_stats(axes, stats):
         ax.set_xlabel("step", fontsize=8)
         ax.tick_params(labelsize=7)
         if not drawn:
-            ax.text(0.5, 0.5, "nothing recorded yet", ha="center", va="center",
-                    transform=ax.transAxes, color="0.5", fontsize=8)
+            placeholder(ax, "nothing recorded yet")
     fig = axes[0].figure  # one legend for the four panels, at the right: a colour per layer
     for legend in list(fig.legends):
         legend.remove()

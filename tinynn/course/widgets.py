@@ -41,6 +41,7 @@ ACTIVATIONS = {"relu": ReLU, "tanh": Tanh, "sigmoid": Sigmoid, "leaky_relu": Lea
 OPTIMIZER_NAMES = ("sgd", "momentum", "rmsprop", "adam")
 SCHEDULES = ("constant", "step decay", "cosine", "warm-up + cosine")
 DATASETS = {"spirals": spirals, "moons": moons, "circles": circles}
+RUNS_SHOWN = 8           # the lab draws (and its legend names) the latest runs only
 FRAME_INTERVAL = 0.3     # seconds between redrawn plots while training
 PROGRESS_INTERVAL = 0.2  # seconds between progress-bar and status updates
 
@@ -95,6 +96,22 @@ def _smooth(values, beta=0.9):
         avg = beta * avg + (1 - beta) * v
         out.append(avg / (1 - beta ** (i + 1)))
     return np.array(out)
+
+
+def steps_as_epochs(steps, steps_per_epoch):
+    """How far a run got, truthfully: '6 epochs', or '6 epochs and 123 of 469 steps' when it
+    ended inside an epoch (Model.fit records a stopped epoch's partial mean loss as an epoch)."""
+    full, extra = divmod(steps, steps_per_epoch)
+    epochs = f"{full} epoch{'' if full == 1 else 's'}"
+    if not extra:
+        return epochs
+    partial = f"{extra} of {steps_per_epoch} steps"
+    return f"{epochs} and {partial}" if full else f"{partial} of the first epoch"
+
+
+def stopped_by_you(steps, planned):
+    """The note for a run that Stop ended early (both dashboards say it the same way)."""
+    return f"stopped by you after {steps} of {planned} steps"
 
 
 def _widgets():
@@ -233,7 +250,14 @@ class _Dashboard:
 
     # ------------------------------------------------------------------ display
     def _repr_mimebundle_(self, **kwargs):
-        return self.widget._repr_mimebundle_(**kwargs)
+        """The live widget view, plus a PNG of the plot and a one-line text. A frontend that has
+        the widget's state (a running kernel) shows the dashboard; one without it (a notebook
+        opened before it ran, an untrusted notebook, GitHub, nbviewer) shows the picture instead
+        of the widget's raw ``VBox(children=…)`` repr."""
+        bundle = self.widget._repr_mimebundle_(**kwargs)
+        bundle["image/png"] = self._png()
+        bundle["text/plain"] = f"{type(self).__name__} (run the notebook to use it)"
+        return bundle
 
     def show(self):
         """Display the current plot as a plain, static image (it stays visible in a saved
@@ -335,6 +359,8 @@ class _Live(Callback):
     def on_batch_end(self, model, step, logs):
         if self.dashboard._stop.is_set():
             model.stop_training = True
+        if self.run is not None and model.optimizer.schedule is None:
+            self.run.note_lr(step, model.optimizer.lr)
         self.dashboard._tick(step, self.describe)
 
 
@@ -348,6 +374,14 @@ class Run:
     model: Model = dataclasses.field(repr=False)
     history: dict = dataclasses.field(default=None, repr=False)
     stopped_by_user: bool = False
+    lr_changes: list = dataclasses.field(default_factory=list)  # (step, new lr): slider moves
+
+    def note_lr(self, step, lr):
+        """Record the rate ``step`` used when it differs from the rate before (the slider moved
+        during the run)."""
+        before = self.lr_changes[-1][1] if self.lr_changes else self.settings["lr"]
+        if lr != before:
+            self.lr_changes.append((step, lr))
 
     @property
     def steps(self):
@@ -359,22 +393,35 @@ class Run:
 
     @property
     def label(self):
+        """The legend entry: number, optimizer, the rate(s) used, schedule, batch size."""
         s = self.settings
         schedule = "" if s["schedule"] == "constant" else f" {s['schedule']}"
-        return f"{self.number}: {s['optimizer']} {s['lr']:.1e}{schedule} bs {s['batch_size']}"
+        moved = f"→{self.lr_changes[-1][1]:.1e}" if self.lr_changes else ""
+        return f"{self.number}: {s['optimizer']} {s['lr']:.1e}{moved}{schedule} bs {s['batch_size']}"
+
+    def _rates(self):
+        """'lr=1.0e-03 (constant)', or the rates actually used when the slider moved mid-run."""
+        s, changes = self.settings, self.lr_changes
+        if not changes:
+            return f"lr={s['lr']:.1e} ({s['schedule']})"
+        step, last = changes[-1]
+        how = "" if len(changes) == 1 else f" {len(changes)} times"
+        at = "at" if len(changes) == 1 else "last at"
+        return f"lr={s['lr']:.1e} → {last:.1e} (moved{how} during the run, {at} step {step})"
 
     def summary(self):
         """One line: settings and where the run ended (numbers rounded for stable output)."""
         s, h = self.settings, self.history or {}
-        text = (f"run {self.number}: {s['optimizer']} lr={s['lr']:.1e} ({s['schedule']}), "
+        text = (f"run {self.number}: {s['optimizer']} {self._rates()}, "
                 f"batch {s['batch_size']}, hidden {list(s['hidden'])}")
         if self.diverged:
             return f"{text} — {h['stopped']}"
         parts = [f"{key} {h[key][-1]:.3f}" for key in ("loss", "val_loss", "val_accuracy")
                  if h.get(key)]
-        text += f" — after {len(h.get('loss', []))} epochs: " + ", ".join(parts)
+        done = steps_as_epochs(self.steps, self.planned_steps // s["epochs"])
+        text += f" — after {done}: " + ", ".join(parts)
         if self.stopped_by_user:
-            text += f" (stopped after {self.steps} of {self.planned_steps} steps)"
+            text += f" ({stopped_by_you(self.steps, self.planned_steps)})"
         return text
 
     __str__ = summary
@@ -570,6 +617,8 @@ class LearningRateLab(_Dashboard):
                                    10 ** self.lr_slider.max, num_steps, settings["batch_size"],
                                    seed=self.seed, on_step=on_step)
             self.range_result = result
+            # full when the test ended by itself (at the top rate or when the loss exploded)
+            self.progress.value = len(result.lrs) if self._stop.is_set() else num_steps
             self.use_button.disabled = False
             self.suggestion_label.value = f"<b>{result}</b>"
             self._redraw()
@@ -614,53 +663,73 @@ class LearningRateLab(_Dashboard):
         from matplotlib.figure import Figure
 
         from .viz import draw_lr_range_test
-        fig = Figure(figsize=(13, 3.6), dpi=80)
+        fig = Figure(figsize=(13, 4.2), dpi=80)
         loss_ax, metric_ax, range_ax = fig.subplots(1, 3)
         self._draw_losses(loss_ax)
         self._draw_metric(metric_ax)
-        draw_lr_range_test(range_ax, self.range_result, current_lr=float(self.lr_slider.value))
-        fig.subplots_adjust(left=0.05, right=0.99, bottom=0.14, top=0.91, wspace=0.22)
+        draw_lr_range_test(range_ax, self.range_result, current_lr=float(self.lr_slider.value),
+                           lr_range=(10 ** self.lr_slider.min, 10 ** self.lr_slider.max))
+        if loss_ax.get_legend_handles_labels()[0]:  # one legend for the runs, under the panels
+            fig.legend(*loss_ax.get_legend_handles_labels(), loc="lower center", ncol=4,
+                       fontsize=9, frameon=False, columnspacing=1.5)
+        fig.subplots_adjust(left=0.065, right=0.99, bottom=0.27, top=0.93, wspace=0.25)
         return fig
+
+    def _shown_runs(self):
+        """The runs the plot draws: the latest ``RUNS_SHOWN`` (all of them are in ``lab.runs``)."""
+        return [run for run in self.runs[-RUNS_SHOWN:] if run.history]
 
     def _run_style(self, run):
         from .viz import CLASS_COLORS
         latest = run is self.runs[-1]
         return {"color": CLASS_COLORS[(run.number - 1) % len(CLASS_COLORS)],
-                "alpha": 1.0 if latest else 0.35, "linewidth": 2.0 if latest else 1.2}
+                "alpha": 1.0 if latest else 0.4, "linewidth": 2.0 if latest else 1.2}
 
     def _draw_losses(self, ax):
-        top = 0.0
-        for run in self.runs:
-            curve = _smooth(run.history["step_loss"]) if run.history else np.array([])
+        """Each shown run's smoothed loss; x where a run diverged, a dot where the slider moved."""
+        from .viz import placeholder
+        top, runs = 0.0, self._shown_runs()
+        for run in runs:
+            curve = _smooth(run.history["step_loss"])
             if not len(curve):
                 continue
             style = self._run_style(run)
             ax.plot(np.arange(1, len(curve) + 1), curve, label=run.label, **style)
+            moves = [step for step, _ in run.lr_changes if step <= len(curve)]
+            ax.plot(moves, curve[np.array(moves, dtype=int) - 1], "o", color=style["color"],
+                    markersize=5)
             if run.diverged:
                 ax.plot(len(curve), curve[-1], "x", color=style["color"], markersize=9)
             top = max(top, 1.5 * curve[0])
-        if top > 0:
-            ax.set_yscale("log")
-            ax.set_ylim(top=top)
-            ax.legend(*[h[-8:] for h in ax.get_legend_handles_labels()], fontsize=7, loc="lower left")
-        else:
-            ax.text(0.5, 0.5, "press Train", ha="center", va="center", transform=ax.transAxes,
-                    color="0.5")
+        if top == 0:
+            return placeholder(ax, "press Train")
+        ax.set_yscale("log")
+        ax.set_ylim(top=top)
         ax.set_xlabel("step")
         ax.set_ylabel("training loss (smoothed)")
-        ax.set_title("loss of every run (earlier runs faded)")
+        shown = f"last {len(runs)} of {len(self.runs)} runs" if len(runs) < len(self.runs) else \
+            "every run"
+        ax.set_title(f"loss of {shown} (earlier runs faded)")
 
     def _draw_metric(self, ax):
+        from matplotlib.ticker import MaxNLocator
+
+        from .viz import placeholder
         key = "val_accuracy" if self.validation is not None else "accuracy"
         if self.y.dtype.kind not in "iu":
             key = "val_loss" if self.validation is not None else "loss"
-        for run in self.runs:
-            values = (run.history or {}).get(key) or []
+        for run in self._shown_runs():
+            values = run.history.get(key) or []
             if values:
                 ax.plot(range(1, len(values) + 1), values, "o-", **self._run_style(run))
+        name = key.replace("_", " ")
+        if ax.lines:
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))  # 1, 2, 3, not 1.2
+        else:
+            placeholder(ax, f"{name}\nappears after the first epoch")
         ax.set_xlabel("epoch")
-        ax.set_ylabel(key.replace("_", " "))
-        ax.set_title(f"{key.replace('_', ' ')} per epoch")
+        ax.set_ylabel(name)
+        ax.set_title(f"{name} per epoch")
 
 
 # ============================================================================ playground
@@ -771,9 +840,12 @@ class Playground(_Dashboard):
                                 seed=self.seed + done_before, callbacks=[_Live(self, describe)])
             self.losses.extend(history["step_loss"])
             self.live_history = None
-            self.progress.value = self.progress.max if not history["stopped"] else \
-                len(history["step_loss"])
+            steps = len(history["step_loss"])
+            self.progress.value = self.progress.max if not history["stopped"] else steps
             ending = f" ({history['stopped']})" if history["stopped"] else ""
+            if self._stop.is_set() and not str(history["stopped"]).startswith("diverged") \
+                    and steps < self.progress.max:  # asked after fit, as in the lab
+                ending = f" ({stopped_by_you(steps, self.progress.max)})"
             self._redraw()
             self._say(f"{len(self.losses)} steps · loss {history['step_loss'][-1]:.4f} · "
                       f"accuracy {self.accuracy():.3f}{ending}")
@@ -785,16 +857,16 @@ class Playground(_Dashboard):
         """Decision regions (left) and the training loss of every step so far (right)."""
         from matplotlib.figure import Figure
 
-        from .viz import draw_decision_boundary
+        from .viz import draw_decision_boundary, draw_loss_curve, placeholder
         fig = Figure(figsize=(10, 4.2), dpi=80)
         boundary, loss = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1.1, 1]})
         draw_decision_boundary(boundary, self.model, self.x, self.y, resolution=70)
         boundary.set_title(f"{self.dataset_menu.value} · accuracy {self.accuracy():.3f}")
-        values = np.array(self.losses + list((self.live_history or {}).get("step_loss", [])))
-        loss.plot(np.arange(1, len(values) + 1), np.where(np.isfinite(values), values, np.nan),
-                  color="#1f77b4")
-        loss.set_xlabel("step")
-        loss.set_ylabel("training loss")
+        values = self.losses + list((self.live_history or {}).get("step_loss", []))
+        if values:
+            draw_loss_curve(loss, values)
+        else:
+            placeholder(loss, "press Train:\nthe loss of every step appears here")
         loss.set_title("loss")
         fig.subplots_adjust(left=0.07, right=0.98, bottom=0.13, top=0.92, wspace=0.2)
         return fig
