@@ -989,3 +989,241 @@ def test_softmax_ce_derivation_mistakes_are_named(capsys, buggy, keywords):
     assert result is False
     for keyword in keywords:
         assert keyword in out, out
+
+
+# ================================================================ notebooks 09 and 10: col2im, max-pool and BatchNorm backward
+# Written as students write them (not with exercises.py's own variants, which would let a wrong
+# entry there pass its own test).
+from tinynn.conv import MaxPool2D  # noqa: E402
+from tinynn.course.exercises import check_col2im  # noqa: E402
+from tinynn.norm import BatchNorm  # noqa: E402
+
+
+_leftovers = iter(range(1000))
+
+
+def col2im_written(assign=False, swap=False, channels_first=False, stride=True, dilation=True,
+                   wrong_size=False, empty=False, in_place=False):
+    def my_col2im(dcols, x_shape, k, s=1, d=1):
+        n, h, w, c = x_shape
+        if wrong_size:
+            ho, wo = h - k + 1, w - k + 1
+        else:
+            ho, wo = (h - d * (k - 1) - 1) // s + 1, (w - d * (k - 1) - 1) // s + 1
+        if channels_first:
+            rows = dcols.reshape(n, ho, wo, c, k, k).transpose(0, 1, 2, 4, 5, 3)
+        else:
+            rows = dcols.reshape(n, ho, wo, k, k, c)
+        dx = np.empty(x_shape) if empty else np.zeros(x_shape)
+        if empty:  # what np.empty may hold: leftovers, different at every call
+            dx[...] = next(_leftovers)
+        first, step = (d if dilation else 1), (s if stride else 1)
+        for i in range(k):
+            for j in range(k):
+                block = rows[:, :, :, j, i] if swap else rows[:, :, :, i, j]
+                target = (slice(None), slice(i * first, i * first + step * (ho - 1) + 1, step),
+                          slice(j * first, j * first + step * (wo - 1) + 1, step))
+                if assign:
+                    dx[target] = block
+                else:
+                    dx[target] += block
+        if in_place:
+            dcols *= 0
+        return dx
+    return my_col2im
+
+
+def col2im_assign_reversed(dcols, x_shape, k, s=1, d=1):
+    """Overwrites, looping over the offsets in reverse order."""
+    n, h, w, c = x_shape
+    ho, wo = (h - d * (k - 1) - 1) // s + 1, (w - d * (k - 1) - 1) // s + 1
+    rows = dcols.reshape(n, ho, wo, k, k, c)
+    dx = np.zeros(x_shape)
+    for i in reversed(range(k)):
+        for j in reversed(range(k)):
+            dx[:, i * d:i * d + s * (ho - 1) + 1:s, j * d:j * d + s * (wo - 1) + 1:s] = rows[:, :, :, i, j]
+    return dx
+
+
+def col2im_todo(dcols, x_shape, k, s=1, d=1):
+    # YOUR CODE HERE
+    raise NotImplementedError()
+
+
+COL2IM_BUGS = [
+    (col2im_written(assign=True), "overwrites (=) where windows overlap"),
+    (col2im_assign_reversed, "wrong where windows overlap"),
+    (col2im_written(swap=True), "(i, j) at (j, i)"),
+    (col2im_written(channels_first=True), "(c, i, j) order"),
+    (col2im_written(stride=False), "ignores the stride"),
+    (col2im_written(dilation=False), "ignores the dilation"),
+    (col2im_written(stride=False, dilation=False), "ignores the stride"),  # the first to show
+    (col2im_written(wrong_size=True), "Ho = (H − d·(k − 1) − 1) // s + 1"),
+    (col2im_written(empty=True), "start from np.zeros"),
+    (col2im_written(in_place=True), "changed dcols in place"),
+    (lambda dcols, x_shape, k, s=1, d=1: None, NOT_DONE),
+    (col2im_todo, NOT_DONE),
+]
+
+
+@pytest.mark.parametrize("buggy, keyword", COL2IM_BUGS)
+def test_col2im_mistakes_are_named(capsys, buggy, keyword):
+    result, out = verdict(capsys, check_col2im, buggy)
+    assert result is False and keyword in out, out
+
+
+def test_a_correct_col2im_passes(capsys):
+    conv = pytest.importorskip("tinynn.conv")
+    for candidate in (col2im_written(), conv.col2im):
+        result, out = verdict(capsys, check_col2im, candidate)
+        assert result is True and out.startswith("✔") and "5 geometries" in out, out
+
+
+class MyMaxPool2D(tn.Layer):
+    """Notebook 10's exercise: forward saves each window's p·p values; backward routes."""
+
+    def __init__(self, pool_size=2):
+        super().__init__()
+        self.pool_size = pool_size
+
+    def forward(self, x, training=True):
+        p = self.pool_size
+        n, h, w, c = x.shape
+        win = x.reshape(n, h // p, p, w // p, p, c).transpose(0, 1, 3, 5, 2, 4)
+        win = win.reshape(n, h // p, w // p, c, p * p)
+        if training:
+            self.save_for_backward(x.shape, win)
+        return win.max(axis=-1)
+
+    def route(self, win, grad):
+        """(N, Ho, Wo, C, p·p) gradients per window element; the correct version."""
+        return (np.arange(win.shape[-1]) == win.argmax(axis=-1)[..., None]) * grad[..., None]
+
+    def backward(self, grad):
+        x_shape, win = self.saved_tensors
+        p, (n, h, w, c) = self.pool_size, x_shape
+        dwin = self.route(win, grad)
+        return dwin.reshape(n, h // p, w // p, c, p, p).transpose(0, 1, 4, 2, 5, 3).reshape(x_shape)
+
+
+def max_pool_routing(route):
+    return type("BuggyMaxPool", (MyMaxPool2D,), {"route": lambda self, win, grad: route(win, grad)})
+
+
+def _is_max(win):
+    return win == win.max(axis=-1, keepdims=True)
+
+
+class MaxPoolWrongUnpermute(MyMaxPool2D):
+    def backward(self, grad):
+        x_shape, win = self.saved_tensors
+        p, (n, h, w, c) = self.pool_size, x_shape
+        dwin = self.route(win, grad)
+        return dwin.reshape(n, h // p, w // p, c, p, p).transpose(0, 1, 5, 2, 4, 3).reshape(x_shape)
+
+
+MAX_POOL_BUGS = [
+    (max_pool_routing(lambda win, g: _is_max(win) * g[..., None]), "EVERY element equal to its maximum"),
+    (max_pool_routing(lambda win, g: (np.arange(win.shape[-1]) == win.shape[-1] - 1
+                                      - win[..., ::-1].argmax(axis=-1)[..., None]) * g[..., None]),
+     "LAST of its equal maxima"),
+    (max_pool_routing(lambda win, g: _is_max(win) / _is_max(win).sum(-1, keepdims=True) * g[..., None]),
+     "shares a tied window's gradient"),
+    (max_pool_routing(lambda win, g: np.ones(win.shape) * g[..., None]), "every element of the window"),
+    (max_pool_routing(lambda win, g: np.ones(win.shape) * g[..., None] / win.shape[-1]), "AVERAGE pooling"),
+    (max_pool_routing(lambda win, g: (win != win.max(-1, keepdims=True)) * g[..., None]), "LOST"),
+    (MaxPoolWrongUnpermute, "not to the element that won"),
+    (type("MaxPoolTodo", (MyMaxPool2D,), {"backward": _not_implemented}), NOT_DONE),
+]
+
+
+@pytest.mark.parametrize("buggy, keyword", MAX_POOL_BUGS)
+def test_max_pool_backward_mistakes_are_named(capsys, buggy, keyword):
+    result, out = verdict(capsys, check_layer, buggy, MaxPool2D)
+    assert result is False and keyword in out, out
+
+
+def test_a_correct_max_pool_passes_also_on_ties(capsys):
+    for candidate in (MyMaxPool2D, MyMaxPool2D(), MaxPool2D):
+        result, out = verdict(capsys, check_layer, candidate, MaxPool2D)
+        assert result is True and "on inputs with ties" in out, out
+
+
+class MyBatchNorm(tn.Layer):
+    """Notebook 10's exercise: forward given (training statistics), backward written."""
+
+    def __init__(self, eps=1e-5):
+        super().__init__()
+        self.eps = eps
+
+    def forward(self, x, training=True):
+        if "gamma" not in self.params:
+            c = x.shape[-1]
+            self.params = {"gamma": np.ones(c, x.dtype), "beta": np.zeros(c, x.dtype)}
+            self.grads = {k: np.zeros_like(v) for k, v in self.params.items()}
+        axes = tuple(range(x.ndim - 1))
+        inv_std = 1.0 / np.sqrt(x.var(axis=axes) + self.eps)
+        x_hat = (x - x.mean(axis=axes)) * inv_std
+        self.save_for_backward(x, x_hat, inv_std)
+        return self.params["gamma"] * x_hat + self.params["beta"]
+
+    def input_gradient(self, g, x_hat, inv_std, m, axes):
+        gamma = self.params["gamma"]
+        return gamma * inv_std / m * (m * g - g.sum(axes) - x_hat * (g * x_hat).sum(axes))
+
+    def backward(self, grad):
+        x, x_hat, inv_std = self.saved_tensors
+        axes = tuple(range(grad.ndim - 1))
+        m = grad.size // grad.shape[-1]
+        self.grads["gamma"] = self.gamma_gradient(grad, x, x_hat, axes)
+        self.grads["beta"] = self.beta_gradient(grad, axes)
+        return self.input_gradient(grad, x_hat, inv_std, m, axes)
+
+    def gamma_gradient(self, g, x, x_hat, axes):
+        return (g * x_hat).sum(axes)
+
+    def beta_gradient(self, g, axes):
+        return g.sum(axes)
+
+
+def batch_norm_input(formula):
+    def input_gradient(self, g, x_hat, inv_std, m, axes):
+        return formula(self.params["gamma"], g, x_hat, inv_std, m, axes)
+    return type("BuggyBatchNorm", (MyBatchNorm,), {"input_gradient": input_gradient})
+
+
+BATCH_NORM_BUGS = [
+    (batch_norm_input(lambda gm, g, xh, s, m, a: gm * s / m * (m * g - xh * (g * xh).sum(a))),
+     "forgets the term through the batch MEAN"),
+    (batch_norm_input(lambda gm, g, xh, s, m, a: gm * s / m * (m * g - g.sum(a))),
+     "forgets the term through the batch VARIANCE"),
+    (batch_norm_input(lambda gm, g, xh, s, m, a: gm * s * g), "as constants"),
+    (batch_norm_input(lambda gm, g, xh, s, m, a: gm * s / m * (g - g.mean(a) - xh * (g * xh).mean(a))),
+     "divides by m"),
+    (batch_norm_input(lambda gm, g, xh, s, m, a: gm * s / m * (m * g - g.mean(a) - xh * (g * xh).mean(a))),
+     "divides by m"),
+    (batch_norm_input(lambda gm, g, xh, s, m, a: s / m * (m * g - g.sum(a) - xh * (g * xh).sum(a))),
+     "forgets γ"),
+    (batch_norm_input(lambda gm, g, xh, s, m, a: gm / m * (m * g - g.sum(a) - xh * (g * xh).sum(a))),
+     "forgets the factor inv_std"),
+    (type("GammaFromX", (MyBatchNorm,), {"gamma_gradient": lambda self, g, x, xh, a: (g * x).sum(a)}),
+     "NORMALISED input"),
+    (type("GammaMean", (MyBatchNorm,), {"gamma_gradient": lambda self, g, x, xh, a: (g * xh).mean(a)}),
+     "SUM them"),
+    (type("BetaMean", (MyBatchNorm,), {"beta_gradient": lambda self, g, a: g.mean(a)}), "SUM them"),
+    (type("BetaBatchOnly", (MyBatchNorm,), {"beta_gradient": lambda self, g, a: g.sum(0)}),
+     "keeps the batch"),
+    (type("BatchNormTodo", (MyBatchNorm,), {"backward": _not_implemented}), NOT_DONE),
+]
+
+
+@pytest.mark.parametrize("buggy, keyword", BATCH_NORM_BUGS)
+def test_batch_norm_backward_mistakes_are_named(capsys, buggy, keyword):
+    result, out = verdict(capsys, check_layer, buggy, BatchNorm)
+    assert result is False and keyword in out, out
+
+
+def test_a_correct_batch_norm_passes(capsys):
+    for candidate in (MyBatchNorm, MyBatchNorm(), BatchNorm):
+        result, out = verdict(capsys, check_layer, candidate, BatchNorm)
+        assert result is True and out.startswith("✔"), out

@@ -16,6 +16,7 @@ numbers that differ. A check never raises: an exercise that is not done yet repo
     check_model_step(train_step)              # train_step(net, loss, optimizer, x, y) -> loss
     check_op(my_add, autograd.add)            # an autograd operation: forward, backward, gradcheck
     check_topological_order(my_topological_order)
+    check_col2im(my_col2im)                   # my_col2im(dcols, x_shape, k, stride, dilation)
 
 
     check_dropout(MyDropout)                  # a dropout layer: random, so checked by its rules
@@ -41,7 +42,7 @@ from ..net import Net
 from .. import SGD, Adam, Schedule
 
 __all__ = ["check_layer", "check_loss", "check_optimizer", "check_function", "check_model_step",
-           "check_op", "check_topological_order",
+           "check_op", "check_topological_order", "check_col2im",
            "check_shuffle", "check_scaling", "check_dead_fraction", "check_inference",
            "check_dropout", "expect"]
 
@@ -282,6 +283,8 @@ LAYER_TRIALS = {
     "BatchNorm": [((), (8, 3)), ((), (4, 3, 3, 2)), ((), (5, 4))],
 }
 DEFAULT_LAYER_TRIALS = [((), (4, 5)), ((), (3, 2, 4)), ((), (1, 6))]
+# Extra trials on inputs with ties (no gradient check there), per reference class name.
+LAYER_TIE_TRIALS = {"MaxPool2D": [((), (2, 4, 4, 3)), ((3,), (1, 6, 6, 2))]}
 
 
 def check_layer(candidate, reference):
@@ -292,10 +295,14 @@ def check_layer(candidate, reference):
         rng = np.random.default_rng(SEED)
         trials = LAYER_TRIALS.get(reference.__name__, DEFAULT_LAYER_TRIALS)
         worst = max(_layer_trial(candidate, reference, args, shape, rng) for args, shape in trials)
+        ties = LAYER_TIE_TRIALS.get(reference.__name__, [])
+        for args, shape in ties:  # no gradient check: a tie is where max has no derivative
+            _layer_trial(candidate, reference, args, shape, rng, ties=True)
         extra = LAYER_EXTRA_CHECKS.get(reference.__name__)
         if extra:
             extra(candidate, reference, *trials[0])
-        return f"forward matches, gradients match (max rel. err {worst:.0e})"
+        also = " and on inputs with ties" if ties else ""
+        return f"forward matches, gradients match{also} (max rel. err {worst:.0e})"
     return _run(_name(candidate), run)
 
 
@@ -356,11 +363,14 @@ def _describe(params):
     return ", ".join(f"{name!r} of shape {p.shape}" for name, p in params.items())
 
 
-def _layer_trial(candidate, reference, args, shape, rng):
+def _layer_trial(candidate, reference, args, shape, rng, ties=False):
     """One trial: build both layers on one input, then forward and backward on another.
-    Returns the candidate's worst numerical-gradient-check error."""
+    Returns the candidate's worst numerical-gradient-check error. ``ties``: the second input
+    holds small integers (many equal values in every window) and the gradient check is skipped."""
     cand, ref, shape = _layer_pair(candidate, reference, args, shape)
     x_first, x = _layer_input(rng, shape), _layer_input(rng, shape)
+    if ties:
+        x = rng.integers(0, 3, shape).astype(np.float64)
     _reseed()
     ref.forward(x_first.copy())
     _randomize(ref, rng)
@@ -392,6 +402,12 @@ def _layer_trial(candidate, reference, args, shape, rng):
     try:
         _compare_gradients(ours, theirs, len(x), extra)
     except Failed:
+        diagnose = LAYER_DIAGNOSES.get(type(ref).__name__)
+        named = diagnose(ref, x, upstream, ours, theirs) if diagnose else None
+        if named:
+            what, message, yours, expected = named
+            raise Failed(f"{what}{' on inputs with ties' if ties else ''} {message}"
+                         + _first_mismatch(yours, expected)) from None
         _reseed()
         ref.forward(x_first.copy())
         if _same_gradients(ours, _ref_gradients(ref, upstream)):
@@ -399,6 +415,8 @@ def _layer_trial(candidate, reference, args, shape, rng):
                          "store what backward needs (self.x = x) on every forward, not only "
                          "the first") from None
         raise
+    if ties:
+        return 0.0
     errors = gradcheck(cand, x)
     name, worst = max(errors.items(), key=lambda item: item[1])
     if worst > GRADCHECK_TOLERANCE:
@@ -749,6 +767,248 @@ def _dropout_inference_output(y, x, p):
         raise Failed("scales by 1/(1 − p) at inference: the scale belongs to the training forward "
                      "only; inference returns x as it is")
     raise Failed("the inference forward (training=False) changes x; it should return x as it is")
+
+
+# ================================================================ notebooks 09 and 10: col2im, max pooling, BatchNorm
+# Known mistakes in a layer's backward, per reference class name: a function
+# (ref, x, upstream, ours, theirs) -> (what, message, yours, expected) or None, consulted when
+# check_layer finds a gradient that differs. ``ref`` has just run forward on ``x`` (its saved
+# tensors belong to x); ``ours``/``theirs`` are the gradients by name ("input", params...).
+def _spread(upstream, mask, shape):
+    """Each pooling window's gradient times ``mask`` (N, Ho, ph, Wo, pw, C), as an input array."""
+    n, ho, _, wo, _, c = mask.shape
+    return (upstream.reshape(n, ho, 1, wo, 1, c) * mask).reshape(shape)
+
+
+def _window_onehot(flat_index, n, ho, wo, c, ph, pw):
+    """(N, Ho, ph, Wo, pw, C) mask of the element with index ``flat_index`` (i·pw + j) per window."""
+    onehot = np.arange(ph * pw) == flat_index[..., None]
+    return onehot.reshape(n, ho, wo, c, ph, pw).transpose(0, 1, 4, 2, 5, 3)
+
+
+def _diagnose_max_pool(ref, x, upstream, ours, theirs):
+    (ph, pw), (sh, sw) = ref.pool_size, ref.stride
+    n, h, w, c = x.shape
+    if (ph, pw) != (sh, sw) or h % ph or w % pw:
+        return None
+    try:
+        dx = np.asarray(ours["input"], dtype=np.float64)
+    except (TypeError, ValueError):
+        return None
+    expected = theirs["input"]
+    if dx.shape != x.shape:
+        return None
+    ho, wo = h // ph, w // pw
+    win = x.reshape(n, ho, ph, wo, pw, c)
+    flat = win.transpose(0, 1, 3, 5, 2, 4).reshape(n, ho, wo, c, ph * pw)
+    first = _window_onehot(flat.argmax(axis=-1), n, ho, wo, c, ph, pw)
+    last = _window_onehot(ph * pw - 1 - flat[..., ::-1].argmax(axis=-1), n, ho, wo, c, ph, pw)
+    is_max = win == win.max(axis=(2, 4), keepdims=True)
+    variants = [
+        (is_max, "sends a window's gradient to EVERY element equal to its maximum (a mask "
+                 "x == max): when several tie, only the FIRST of them (in reading order) won, "
+                 "and it alone gets the gradient, as in PyTorch — pick the winner with "
+                 "argmax, which returns the first"),
+        (last, "gives a tied window's gradient to the LAST of its equal maxima: the first one "
+               "(in reading order) wins, the one np.argmax returns"),
+        (is_max / is_max.sum(axis=(2, 4), keepdims=True),
+         "shares a tied window's gradient among its equal maxima: the first of them won and "
+         "gets all of it (np.argmax)"),
+        (np.ones(win.shape), "sends each window's gradient to every element of the window: only "
+                             "the winner (the maximum) gets it, the others get 0"),
+        (np.full(win.shape, 1.0 / (ph * pw)),
+         "shares each window's gradient equally, as AVERAGE pooling does: max pooling sends "
+         "all of it to the winner"),
+        (~first, "sends the gradient to the elements that LOST: the mask is inverted"),
+    ]
+    what = "the input gradient (backward's return value)"
+    for mask, message in variants:
+        wrong = _spread(upstream, mask, x.shape)
+        if not _close(wrong, expected) and _close(dx, wrong):
+            return what, message, dx, expected
+    if _close(dx.reshape(n, ho, ph, wo, pw, c).sum(axis=(2, 4)), upstream):
+        return (what, "gives each window its whole gradient, but not to the element that won: "
+                      "going back from the windows to (N, H, W, C), undo the forward's reshape "
+                      "and transpose exactly (the inverse order of axes)", dx, expected)
+    return None
+
+
+def _diagnose_batch_norm(ref, x, upstream, ours, theirs):
+    x_hat, inv_std = ref.saved_tensors
+    axes = tuple(range(x.ndim - 1))
+    m = x.size // x.shape[-1]
+    g, gamma = upstream, ref.params["gamma"]
+    sum_g, sum_gx = g.sum(axis=axes), (g * x_hat).sum(axis=axes)
+    scale = gamma * inv_std
+    mean_term, var_term = sum_g / m, x_hat * (sum_gx / m)
+    twice = (f"divides by m = {m} twice (m values per channel: N·H·W for images): in "
+             "dx = (1/m)·γ·inv_std·(m·G − ΣG − x̂·Σ(G·x̂)) the 1/m appears once — written "
+             "with means it is γ·inv_std·(G − mean(G) − x̂·mean(G·x̂)), with no further 1/m")
+    variants = {
+        "input": [
+            (scale * (g - var_term), "forgets the term through the batch MEAN, −ΣG/m: μ_B "
+             "depends on every x, and shifting a whole channel changes nothing after "
+             "normalisation, so dx must sum to 0 over each channel"),
+            (scale * (g - mean_term), "forgets the term through the batch VARIANCE, "
+             "−x̂·Σ(G·x̂)/m: σ²_B depends on every x too (scaling a whole channel changes "
+             "nothing after normalisation)"),
+            (scale * g, "treats μ_B and σ²_B as constants (dx = γ·inv_std·G): both depend on "
+             "x, which adds the two terms −ΣG/m and −x̂·Σ(G·x̂)/m"),
+            (scale * (g - mean_term - var_term) / m, twice),
+            (scale * (g - mean_term / m - var_term / m), twice),
+            (inv_std * (g - mean_term - var_term), "forgets γ: the gradient reaching x̂ is "
+             "dL/dx̂ = γ·G (from y = γ·x̂ + β)"),
+            (gamma * (g - mean_term - var_term), "forgets the factor inv_std = 1/√(σ²_B + ε) "
+             "(x̂ = (x − μ_B)·inv_std)"),
+            (gamma / inv_std * (g - mean_term - var_term), "multiplies by √(σ²_B + ε) where "
+             "it should divide by it (multiply by inv_std)"),
+            (scale * (g + mean_term + var_term), "adds the two terms that should be "
+             "subtracted: dx = γ·inv_std·(G − mean(G) − x̂·mean(G·x̂))"),
+        ],
+        "gamma": [((g * x).sum(axis=axes), "sums G·x; y = γ·x̂ + β, so dL/dγ = Σ G·x̂, with "
+                   "the NORMALISED input x̂"),
+                  (sum_gx / m, f"is the mean over the m = {m} values per channel: SUM them, "
+                   "dL/dγ = Σ G·x̂ (the loss already divided by the batch size)")],
+        "beta": [(sum_g / m, f"is the mean over the m = {m} values per channel: SUM them, "
+                  "dL/dβ = Σ G (the loss already divided by the batch size)")],
+    }
+    for name, candidates in variants.items():
+        try:
+            yours = np.asarray(ours.get(name), dtype=np.float64)
+        except (TypeError, ValueError):
+            continue
+        expected = theirs[name]
+        if yours.shape != expected.shape or _close(yours, expected):
+            continue
+        what = "the input gradient (backward's return value)" if name == "input" \
+            else f"grads[{name!r}]"
+        for wrong, message in candidates:
+            if not _close(wrong, expected) and _close(yours, wrong):
+                return what, message, yours, expected
+        return None
+    return None
+
+
+LAYER_DIAGNOSES = {"MaxPool2D": _diagnose_max_pool, "BatchNorm": _diagnose_batch_norm}
+
+
+# col2im geometries to try: (x_shape, k, stride, dilation), from overlapping windows to both
+# stride and dilation.
+COL2IM_TRIALS = [((2, 5, 6, 3), 3, 1, 1), ((1, 6, 6, 2), 2, 2, 1), ((2, 7, 6, 2), 3, 2, 1),
+                 ((1, 7, 7, 2), 2, 1, 2), ((2, 9, 8, 1), 3, 2, 2)]
+
+
+def _col2im_variant(cols, x_shape, k, s, d, swap=False, channels_first=False, stride=True,
+                    dilation=True, swap_stride=False, assign=False):
+    """col2im written with one planted mistake (the flags), to recognise a student's version."""
+    from ..conv import output_size
+    n, h, w, c = x_shape
+    ho, wo = output_size(h, k, s, d), output_size(w, k, s, d)
+    if channels_first:
+        rows = cols.reshape(n, ho, wo, c, k, k).transpose(0, 1, 2, 4, 5, 3)
+    else:
+        rows = cols.reshape(n, ho, wo, k, k, c)
+    dx = np.zeros(x_shape)
+    offset, step = (s, d) if swap_stride else (d if dilation else 1, s if stride else 1)
+    for i in range(k):
+        for j in range(k):
+            block = rows[:, :, :, j, i] if swap else rows[:, :, :, i, j]
+            target = (slice(None), slice(i * offset, i * offset + step * (ho - 1) + 1, step),
+                      slice(j * offset, j * offset + step * (wo - 1) + 1, step))
+            if assign:
+                dx[target] = block
+            else:
+                dx[target] += block
+    return dx
+
+
+COL2IM_MISTAKES = [
+    (dict(assign=True), "overwrites (=) where windows overlap: a pixel copied into several "
+                        "windows receives the SUM of their gradients — add with += into an "
+                        "array that starts at np.zeros"),
+    (dict(swap=True), "puts the gradient of kernel offset (i, j) at (j, i): the columns are "
+                      "ordered (i, j, c), kernel row first, as in w.reshape(-1, F) — reshape "
+                      "dcols to (N, Ho, Wo, k, k, C) and take [:, :, :, i, j]"),
+    (dict(channels_first=True), "reads the columns in (c, i, j) order (PyTorch's unfold "
+                                "order); tinynn's im2col orders them (i, j, c): reshape dcols "
+                                "to (N, Ho, Wo, k, k, C)"),
+    (dict(stride=False), "ignores the stride: window (y, x) starts at pixel (y·s, x·s), so the "
+                         "slice for offset (i, j) steps by s: i·d : i·d + s·(Ho − 1) + 1 : s"),
+    (dict(dilation=False), "ignores the dilation: offset (i, j) sits at (i·d, j·d) inside its "
+                           "window, so its slice starts at i·d, not at i"),
+    (dict(swap_stride=True), "swaps stride and dilation: the slice for offset (i, j) starts at "
+                             "i·d (the dilation spaces the taps) and steps by s (the stride "
+                             "spaces the windows)"),
+]
+
+
+def check_col2im(candidate):
+    """Check ``candidate(dcols, x_shape, k, stride=1, dilation=1) -> dx``, the adjoint of
+    im2col: on overlapping windows, stride 2, dilation 2 and both, naming overwritten overlaps,
+    a wrong column order (i, j, c), and a forgotten or swapped stride or dilation."""
+    def run():
+        rng = np.random.default_rng(SEED)
+        for x_shape, k, s, d in COL2IM_TRIALS:
+            _col2im_trial(candidate, x_shape, k, s, d, rng)
+        return (f"matches col2im on {len(COL2IM_TRIALS)} geometries (overlapping windows, "
+                "stride 2, dilation 2, both): it adds every window's gradient back where "
+                "im2col copied it from")
+    return _run(_name(candidate), run)
+
+
+def _col2im_trial(candidate, x_shape, k, s, d, rng):
+    from ..conv import col2im, output_size
+    n, h, w, c = x_shape
+    ho, wo = output_size(h, k, s, d), output_size(w, k, s, d)
+    where = f"for x_shape {x_shape}, k={k}, stride={s}, dilation={d} (Ho×Wo = {ho}×{wo})"
+    cols = rng.standard_normal((n * ho * wo, k * k * c))
+    given = cols.copy()
+    try:
+        yours = candidate(given, x_shape, k, s, d)
+    except ValueError as e:
+        text = str(e)
+        if "reshape" in text:
+            raise Failed(f"{where}: {type(e).__name__}: {e}\n  hint: dcols has N·Ho·Wo rows "
+                         "and k·k·C columns, with Ho = (H − d·(k − 1) − 1) // s + 1 (the same "
+                         "for Wo): compute Ho and Wo with the stride and dilation") from None
+        if "broadcast" in text or "shape" in text:
+            raise Failed(f"{where}: {type(e).__name__}: {e}\n  hint: the slice of dx that "
+                         "offset (i, j) writes to must hold Ho × Wo pixels: rows "
+                         "i·d : i·d + s·(Ho − 1) + 1 : s, columns likewise") from None
+        raise
+    if yours is None:
+        raise NotDone("returned None — `return dx` at the end")
+    if not np.array_equal(given, cols):
+        raise Failed("changed dcols in place: read it, and write into a new array dx")
+    expected = col2im(cols, x_shape, k, s, d)
+    yours = _as_array(yours, f"dx {where}")
+    if yours.shape != expected.shape:
+        raise Failed(f"dx {where} has the wrong shape: expected {expected.shape} (x_shape), got "
+                     f"{yours.shape}")
+    if _close(yours, expected):
+        return
+    again = candidate(cols.copy(), x_shape, k, s, d)
+    if again is not None and not np.array_equal(np.asarray(again, dtype=np.float64), yours):
+        raise Failed(f"dx {where}: two calls on the same dcols gave different results: dx must "
+                     "start from np.zeros (np.empty holds whatever was in memory)")
+    for flags, message in COL2IM_MISTAKES:
+        try:
+            wrong = _col2im_variant(cols, x_shape, k, s, d, **flags)
+        except (ValueError, IndexError):
+            continue
+        if not _close(wrong, expected) and _close(yours, wrong):
+            raise Failed(f"dx {where} {message}" + _first_mismatch(yours, expected))
+    counts = col2im(np.ones_like(cols), x_shape, k, s, d)
+    once, many = counts == 1, counts > 1
+    if many.any() and _close(yours[once], expected[once]) and not _close(yours[many], expected[many]):
+        raise Failed(f"dx {where} is right where a pixel lies in one window only and wrong where "
+                     "windows overlap: every window that copied a pixel adds its gradient to it "
+                     "(+=, starting from np.zeros)" + _first_mismatch(yours, expected))
+    if np.any(yours[counts == 0]):
+        raise Failed(f"dx {where} is nonzero at pixels no window covers (they get 0): start "
+                     "from np.zeros, not np.empty" + _first_mismatch(yours, expected))
+    _expect(f"dx {where}", yours, expected)
+
 
 
 # ================================================================ losses
