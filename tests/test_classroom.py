@@ -187,7 +187,7 @@ def outputs_text(cell):
 
 
 CHECK_CALL = re.compile(r"\bcheck_(layer|loss|optimizer|function|model_step|dropout|op|topological_order|"
-                        r"shuffle|scaling|dead_fraction|inference|col2im)\(")
+                        r"shuffle|scaling|dead_fraction|inference|col2im|he_init|lr_range_test)\(")
 
 
 def calls_a_check(cell):

@@ -2000,3 +2000,248 @@ def check_inference(candidate):
                          "argmax of the logits along axis 1, compared with y, then the mean")
         return "deterministic, and equal to the inference-mode accuracy"
     return _run(_name(candidate), run)
+
+
+# ================================================================ notebook 06: He initialisation
+__all__ += ["check_he_init", "check_lr_range_test"]
+
+HE_SHAPES = [(400, 1000), (1000, 250)]   # (fan_in, fan_out): 400,000 and 250,000 draws each
+HE_TOLERANCE = 0.03                      # relative; a sample std of 250,000 draws is within 0.2 %
+
+
+def _he_candidates(fan_in, fan_out):
+    """(name, std, uniform?, diagnosis) of He normal and of the classic mistakes."""
+    he = np.sqrt(2.0 / fan_in)
+    return [
+        ("he", he, False, None),
+        ("he_uniform", he, True,
+         "has the right variance 2/fan_in, but the values are uniformly distributed (that is "
+         "He *uniform*, tn.initializers.he_uniform); the exercise asks for a normal "
+         "distribution: rng.standard_normal(shape) * std"),
+        ("bound_as_std", np.sqrt(2.0 / fan_in / 3.0), True,
+         "draws uniform(-a, a) with a = √(2/fan_in), the std used as the bound: uniform(-a, a) "
+         "has variance a²/3, so its std is a/√3, too small. Draw from a normal distribution with "
+         "std √(2/fan_in)"),
+        ("std_as_bound", np.sqrt(6.0 / fan_in), False,
+         "uses √(6/fan_in), He *uniform*'s bound, as the std of a normal distribution: the "
+         "bound a of uniform(-a, a) is √3 times its std. For a normal draw, std = √(2/fan_in)"),
+        ("lecun", np.sqrt(1.0 / fan_in), False,
+         "has variance 1/fan_in (LeCun's initialisation, right for linear or tanh units): a ReLU "
+         "zeroes half of its inputs, which halves E[h²], so He doubles it: Var(w) = 2/fan_in"),
+        ("xavier", np.sqrt(2.0 / (fan_in + fan_out)), False,
+         "has variance 2/(fan_in + fan_out): that is Xavier/Glorot's compromise between the "
+         "forward and the backward pass; He keeps the forward signal through ReLUs: "
+         "Var(w) = 2/fan_in"),
+        ("fan_out", np.sqrt(2.0 / fan_out), False,
+         "uses fan_out (shape[1], the number of units) instead of fan_in (shape[0], the number "
+         "of inputs): each output sums fan_in products, so Var(w) = 2/fan_in"),
+        ("std_is_variance", 2.0 / fan_in, False,
+         "has std 2/fan_in, but 2/fan_in is the VARIANCE: the std is its square root, "
+         "√(2/fan_in) (np.sqrt)"),
+        ("no_scale", 1.0, False,
+         "has std 1: multiply the standard normal draws by std = √(2/fan_in)"),
+    ]
+
+
+def check_he_init(candidate):
+    """Check ``my_he_normal(shape, dtype) -> array``: normal, mean 0, std √(2/fan_in) with
+    fan_in = shape[0], the requested shape and dtype, drawn from tinynn's seeded generator.
+    Compared statistically on 400,000 and 250,000 seeded draws; the classic mistakes (1/fan_in,
+    Xavier, fan_out, std = 2/fan_in, uniform bound vs std) are named."""
+    def run():
+        for shape in HE_SHAPES:
+            _he_trial(candidate, shape)
+        tn_random.seed(SEED)
+        first = np.asarray(candidate((30, 20), np.float32))
+        tn_random.seed(SEED)
+        again = np.asarray(candidate((30, 20), np.float32))
+        if not np.array_equal(first, again):
+            raise Failed("two calls after the same tn.seed(0) gave different weights: draw from "
+                         "tinynn's generator, tn.random.rng(), not np.random, so that a seeded "
+                         "run is reproducible")
+        fan_in = HE_SHAPES[0][0]
+        return (f"std √(2/fan_in) (e.g. {np.sqrt(2 / fan_in):.4f} for fan_in = {fan_in}), mean 0, "
+                f"normal, on {len(HE_SHAPES)} shapes; right shape and dtype; reproducible")
+    return _run(_name(candidate), run)
+
+
+def _he_trial(candidate, shape):
+    fan_in, fan_out = shape
+    result = None
+    for dtype in (np.float32, np.float64):
+        result = candidate(shape, dtype)
+        if result is None:
+            raise NotDone("returned None — `return` the array of weights")
+        if not isinstance(result, np.ndarray):
+            raise Failed(f"returned {type(result).__name__}, expected a numpy array")
+        if result.shape != tuple(shape):
+            raise Failed(f"for shape {shape} returned shape {result.shape}: pass `shape` to the "
+                         "generator, e.g. rng.standard_normal(shape)")
+        if result.dtype != dtype:
+            raise Failed(f"asked for dtype {np.dtype(dtype).name}, returned "
+                         f"{result.dtype.name}: finish with .astype(dtype)")
+    w = result.astype(np.float64).ravel()
+    if not np.all(np.isfinite(w)):
+        raise Failed("the weights contain NaN or inf")
+    mean, std = float(w.mean()), float(w.std())
+    if std <= 1e-12 * max(abs(mean), 1.0):
+        raise Failed("all weights are equal: draw them at random (rng.standard_normal)")
+    if abs(mean) > 0.02 * std + 1e-12 and abs(mean) > 5 * std / np.sqrt(w.size):
+        raise Failed(f"the mean of the weights is {mean:.3g}, not 0 (std {std:.3g}): draw from a "
+                     "distribution centred at 0 (standard_normal, not random() in [0, 1))")
+    kurtosis = float(np.mean((w - mean) ** 4) / std ** 4)   # normal 3, uniform 1.8
+    uniform = kurtosis < 2.4
+    matches = [c for c in _he_candidates(fan_in, fan_out)
+               if c[2] == uniform and abs(std / c[1] - 1) < HE_TOLERANCE]
+    if matches and matches[0][0] == "he":
+        return
+    if matches:
+        raise Failed(f"for shape {shape} (fan_in {fan_in}, fan_out {fan_out}) it "
+                     f"{matches[0][3]}")
+    kind = "uniformly distributed" if uniform else "normal"
+    raise Failed(f"for shape {shape} (fan_in {fan_in}, fan_out {fan_out}) the weights are {kind} "
+                 f"with std {std:.4g}; He normal has std √(2/fan_in) = {np.sqrt(2 / fan_in):.4g}"
+                 f" (ratio {std / np.sqrt(2 / fan_in):.3g})")
+
+
+# ================================================================ notebook 07: the range test
+RANGE_TEST_ARGS = dict(lr_min=1e-3, lr_max=1e3, num_steps=80, batch_size=16, seed=0)
+
+
+def _range_problem():
+    """A seeded tiny classification problem (float64) and the initial parameters of its MLP."""
+    from ..model import Model
+    rng = np.random.default_rng(SEED)
+    centres = rng.standard_normal((3, 5)) * 2
+    y = rng.integers(0, 3, 96)
+    x = centres[y] + rng.standard_normal((96, 5))
+    tn_random.seed(SEED)
+    net = Net([Dense(16), ReLU(), Dense(3)])
+    net.forward(x[:1], training=False)
+    start = net.get_params()
+
+    def fresh():
+        net = Net([Dense(16), ReLU(), Dense(3)])
+        net.forward(x[:1], training=False)
+        net.set_params(start)
+        return Model(net, SoftmaxCrossEntropy(), SGD(lr=0.01), dtype=np.float64)
+    return x, y, start, fresh
+
+
+def _endless_batches(x, y, batch_size, seed):
+    from ..batches import BatchIterator
+    batches = BatchIterator(x, y, batch_size, shuffle=True, seed=seed)
+    while True:
+        yield from batches
+
+
+def _replay_losses(model, x, y, lrs, batch_size, seed):
+    """The raw training losses of the steps taken at rates ``lrs`` (the candidate's own rates)."""
+    batches, losses = _endless_batches(x, y, batch_size, seed), []
+    for lr in lrs:
+        model.optimizer.lr = float(lr)
+        losses.append(float(model.train_step(*next(batches))))
+    return np.array(losses)
+
+
+def _ema(values, beta, corrected=True):
+    out, average = [], 0.0
+    for i, v in enumerate(values):
+        average = beta * average + (1 - beta) * v
+        out.append(average / (1 - beta ** (i + 1)) if corrected else average)
+    return np.array(out)
+
+
+def _same(a, b):
+    return a.shape == b.shape and bool(np.allclose(a, b, rtol=1e-9, atol=1e-12, equal_nan=True))
+
+
+def check_lr_range_test(candidate, smoothing=0.98, diverge_factor=4.0):
+    """Check ``my_lr_range_test(model, x, y, lr_min, lr_max, num_steps, batch_size, seed)
+    -> (lrs, losses)`` against tinynn's ``lr_range_test`` on a seeded tiny problem: rates growing
+    geometrically from lr_min to lr_max, the loss smoothed by a bias-corrected moving average
+    (β = ``smoothing``), a stop as soon as the smoothed loss exceeds ``diverge_factor`` × its
+    minimum so far, and the initial weights restored. Linear spacing, no smoothing, a missing
+    bias correction, no early stop and weights left as trained are named."""
+    from .widgets import lr_range_test
+
+    def run():
+        x, y, start, fresh = _range_problem()
+        a = RANGE_TEST_ARGS
+        model = fresh()
+        result = candidate(model, x.copy(), y.copy(), a["lr_min"], a["lr_max"], a["num_steps"],
+                           a["batch_size"], a["seed"])
+        if result is None:
+            raise NotDone("returned None — `return lrs, losses` at the end")
+        if not isinstance(result, (tuple, list)) or len(result) != 2:
+            raise Failed("return two lists, the learning rates and the smoothed losses: "
+                         "return lrs, losses")
+        lrs, losses = (np.asarray(r, dtype=np.float64).ravel() for r in result)
+        ref = lr_range_test(fresh(), x, y, start_lr=a["lr_min"], end_lr=a["lr_max"],
+                            num_steps=a["num_steps"], batch_size=a["batch_size"], seed=a["seed"],
+                            smoothing=smoothing, diverge_factor=diverge_factor)
+        n, k, m = a["num_steps"], len(lrs), len(ref.lrs)
+        if len(losses) != k:
+            raise Failed(f"returned {k} learning rates but {len(losses)} losses: append one of "
+                         "each per step")
+        if k == 0:
+            raise Failed("returned no steps: loop over the num_steps learning rates, one training "
+                         "step each")
+        if k > n:
+            raise Failed(f"returned {k} steps for num_steps = {n}")
+        i = np.arange(n)
+        ratio = a["lr_max"] / a["lr_min"]
+        planned = a["lr_min"] * ratio ** (i / (n - 1))
+        if not _same(lrs, planned[:k]):
+            if _same(lrs, np.linspace(a["lr_min"], a["lr_max"], n)[:k]):
+                raise Failed("your learning rates are evenly spaced (linear, np.linspace): almost "
+                             "all of them are large, and the small rates, where the loss starts "
+                             "to fall, get a handful of steps. Space them geometrically: multiply "
+                             "by the same factor each step, lr_min · (lr_max/lr_min)^(i/(num_steps "
+                             "− 1))")
+            if _same(lrs, (a["lr_min"] * ratio ** (i / n))[:k]):
+                raise Failed("your rates never reach lr_max: the exponent should be "
+                             "i / (num_steps − 1), so that step 0 uses lr_min and the last step "
+                             "lr_max")
+            if _same(lrs, (a["lr_min"] * ratio ** ((i + 1) / n))[:k]) or lrs[0] != a["lr_min"]:
+                raise Failed(f"the first step should use lr_min ({a['lr_min']:g}), yours "
+                             f"{lrs[0]:.4g}: lr_i = lr_min · (lr_max/lr_min)^(i/(num_steps − 1)) "
+                             "for i = 0, 1, …")
+            _expect("the learning rates", lrs, planned[:k])
+        raw = _replay_losses(fresh(), x, y, lrs, a["batch_size"], a["seed"])
+        smoothed = _ema(raw, smoothing)
+        if not _same(losses, smoothed):
+            if _same(losses, raw):
+                raise Failed("your losses are the raw loss of each step, not smoothed: one batch's "
+                             "loss is noisy, and the stop rule would fire on a single unlucky "
+                             f"batch. Keep a moving average avg = β·avg + (1 − β)·loss (β = "
+                             f"{smoothing}) and record avg / (1 − β^(i+1))")
+            if _same(losses, _ema(raw, smoothing, corrected=False)):
+                raise Failed("your moving average has no bias correction: it starts at 0, so the "
+                             "first smoothed losses are far too small (the first is 2 % of the "
+                             "loss) and the minimum is found at the start. Record "
+                             "avg / (1 − β^(i+1)), i = 0, 1, …")
+            _expect("the smoothed losses (the reference's smoothing of the losses at your rates)",
+                    losses, smoothed)
+        if k != m:
+            if k == n and m < n:
+                raise Failed(f"your test never stops early: it ran all {n} steps, while the "
+                             f"smoothed loss passed {diverge_factor:g}× its minimum at step {m}. "
+                             f"Stop (break) as soon as the smoothed loss exceeds "
+                             f"{diverge_factor:g} × the lowest smoothed loss so far: the rest is "
+                             "the explosion, wasted steps that can overflow")
+            raise Failed(f"stopped after {k} steps, tinynn's lr_range_test after {m}: record the "
+                         f"step, then stop as soon as its smoothed loss exceeds "
+                         f"{diverge_factor:g} × the lowest smoothed loss so far (and at a "
+                         "non-finite loss, before recording it)")
+        after = model.net.get_params()
+        if any(not np.array_equal(after[name], start[name]) for name in start):
+            raise Failed("the rates and losses match tinynn's, but the model keeps the weights of "
+                         "the last (exploding) step: you forgot to restore the initial weights. "
+                         "Save snapshot = model.net.get_params() before the loop and "
+                         "model.net.set_params(snapshot) after it")
+        _expect("the learning rates", lrs, ref.lrs)
+        _expect("the smoothed losses", losses, ref.losses)
+        return (f"{k} rates from {lrs[0]:g} growing geometrically, smoothed losses and the stop at "
+                f"{diverge_factor:g}× the minimum match lr_range_test; weights restored")
+    return _run(_name(candidate), run)
