@@ -21,8 +21,9 @@ class Callback:
 
 class AverageWeights(Callback):
     """Keep an exponential moving average of the parameters while ``fit`` runs, and put it
-    into the net when training ends (Polyak averaging; Keras' ``use_ema``, PyTorch's
-    ``AveragedModel``).
+    into the net when training ends (an EMA of the weights, as Keras' ``use_ema`` and
+    PyTorch's ``AveragedModel`` with an EMA function; Polyak–Ruppert averaging proper is the
+    uniform average of all steps). It costs one extra copy of the parameters.
 
     Late in training the steps bounce around a minimum; the average of the last few hundred
     positions sits nearer its centre than any single one. Each step the average moves
