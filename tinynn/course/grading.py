@@ -18,8 +18,8 @@ either. For every call it
    function, *subclasses* one other than the exercise's allowed base (``tn.Layer``, ``tn.Loss``,
    ``tn.Optimizer``, ``tn.Schedule``; ``tn.Adam`` for AdamW), has a method whose code comes from
    tinynn's files (the function itself, or rebuilt from its code object), is a verbatim paste of
-   the reference's source (same bytecode, names and constants: only for reference functions of at
-   least ``MIN_COPY_STATEMENTS`` statements, since a short honest function such as
+   the reference's source (same instructions, names and constants, adding up to at least
+   ``MIN_COPY_STATEMENTS`` statements: a short honest function such as
    ``return np.argmax(logits, axis=1)`` may equal a short reference), or *calls* the live
    reference while the check runs (its functions are swapped for tripwires that record the call,
    then restored);
@@ -39,6 +39,7 @@ submission), spot checks of the code, and hidden inputs that the student never s
 import ast
 import contextlib
 import dataclasses
+import dis
 import importlib
 import importlib.util
 import inspect
@@ -62,7 +63,7 @@ ROOT = __name__.partition(".")[0]                     # "tinynn": the live packa
 PACKAGE_DIR = Path(__file__).resolve().parent.parent  # the tinynn package on disk
 PRIVATE_PREFIX = f"_{ROOT}_grading_"                  # module names of the fresh copies
 SEED = int(os.environ.get("TINYNN_GRADING_SEED", "2718"))  # the hidden trials' seed
-MIN_COPY_STATEMENTS = 3   # a reference function this long or longer is not re-invented verbatim
+MIN_COPY_STATEMENTS = 8   # verbatim copies this long are pasted, not re-invented (_refuse_copies)
 VERDICT_STARTS = ("✔ ", "✘ ", "not yet implemented")  # how an exercises check's verdict begins
 _loads = itertools.count()
 
@@ -256,7 +257,7 @@ REGISTRY = {
         ("my_im2col",), lambda tn, ex, rng, c: [partial(
             ex.check_function, c, tn.conv.im2col, rng.standard_normal((3, 6, 7, 2)), 2)],
         (("conv", "im2col"),)),
-    "conv2d": Exercise(("my_conv2d",), _conv2d, (("conv", "Conv2D"),)),
+    "conv2d": Exercise(("my_conv2d",), _conv2d, (("conv", "Conv2D"),), LAYER),
     "col2im": Exercise(
         ("my_col2im",), lambda tn, ex, rng, c: [partial(ex.check_col2im, c)],
         (("conv", "col2im"),),
@@ -266,7 +267,7 @@ REGISTRY = {
     "conv2d_layer": Exercise(("MyConv2D",), **_layer(
         "Conv2D", [((3, 2), (2, 6, 5, 2)), ((2, 3), (1, 5, 6, 3)), ((1, 1), (2, 3, 4, 1))])),
     # 10 MNIST CNN
-    "max_pool": Exercise(("my_max_pool",), _max_pool, (("conv", "MaxPool2D"),)),
+    "max_pool": Exercise(("my_max_pool",), _max_pool, (("conv", "MaxPool2D"),), LAYER),
     "max_pool_layer": Exercise(("MyMaxPool2D",), **_layer(
         "MaxPool2D", [((), (3, 6, 4, 2)), ((2,), (2, 4, 8, 3)), ((3,), (1, 9, 6, 1))],
         LAYER_TIE_TRIALS={"MaxPool2D": [((), (3, 4, 6, 2)), ((3,), (2, 6, 3, 2))]})),
@@ -439,55 +440,65 @@ def _refuse_borrowed(name, candidate, references, bases):
     kind = "class" if inspect.isclass(obj) else "function"
     if _is_tinynn(obj):
         return f"{name} is tinynn's {obj.__qualname__} — write your own {kind}"
-    copies = _reference_functions(references, bases)
-    if inspect.isfunction(obj):
-        return _refuse_function(name, obj, copies)
-    allowed = {_key(cls) for base in bases for cls in base.__mro__}
-    hint = " or ".join(f"tn.{base.__name__}" for base in bases) or "no tinynn class"
-    for cls in obj.__mro__[1:]:
-        if _is_tinynn(cls) and _key(cls) not in allowed:
-            return (f"{name} subclasses tinynn's {cls.__qualname__} — write your own (subclass "
-                    f"{hint})")
-    for cls in obj.__mro__:
-        if _is_tinynn(cls) or cls is object:
-            continue
-        owner = name if cls is obj else cls.__qualname__
-        for attr, value in vars(cls).items():
-            func = _function_of(value)
-            message = func and _refuse_function(f"{owner}.{attr}", func, copies)
-            if message:
-                return message
-    return None
+    functions = [(name, obj)] if inspect.isfunction(obj) else []
+    if inspect.isclass(obj):
+        allowed = {_key(cls) for base in bases for cls in base.__mro__}
+        hint = " or ".join(f"tn.{base.__name__}" for base in bases) or "no tinynn class"
+        for cls in obj.__mro__[1:]:
+            if _is_tinynn(cls) and _key(cls) not in allowed:
+                return (f"{name} subclasses tinynn's {cls.__qualname__} — write your own "
+                        f"(subclass {hint})")
+        for cls in obj.__mro__:
+            if not _is_tinynn(cls) and cls is not object:
+                owner = name if cls is obj else cls.__qualname__
+                functions += [(f"{owner}.{attr}", f) for attr, value in vars(cls).items()
+                              if (f := _function_of(value))]
+    for label, func in functions:
+        code = func.__code__
+        if _in_package(code.co_filename):
+            how = "is" if _is_tinynn(func) else "is rebuilt from the code of"
+            return f"{label} {how} tinynn's {code.co_qualname} — write your own"
+    return _refuse_copies(functions, _reference_functions(references, bases))
 
 
-def _refuse_function(label, func, copies):
-    code = func.__code__
-    if _in_package(code.co_filename):
-        if _is_tinynn(func):
-            return f"{label} is tinynn's {code.co_qualname} — write your own"
-        return f"{label} is rebuilt from the code of tinynn's {code.co_qualname} — write your own"
-    for ref in copies:
-        if _same_code(code, ref.__code__) and _statements(ref) >= MIN_COPY_STATEMENTS:
-            return f"{label} is a copy of tinynn's {ref.__qualname__} — write your own"
-    return None
+def _refuse_copies(functions, references):
+    """Refuse verbatim copies of the references' functions, if they add up to at least
+    ``MIN_COPY_STATEMENTS`` statements. The exercises scaffold their answers, so an honest
+    student may write a short reference function exactly (notebook 04's solution of
+    ``MyMomentum.update`` is tinynn's six statements); eight statements equal in every
+    instruction, name and constant (a pasted class brings its __init__ and helpers too) are a
+    paste."""
+    copies = [(label, ref) for label, func in functions for ref in references
+              if _same_code(func.__code__, ref.__code__)]
+    if sum(_statements(ref) for _, ref in copies) < MIN_COPY_STATEMENTS:
+        return None
+    labels, refs = (", ".join(names) for names in zip(*[(l, r.__qualname__) for l, r in copies]))
+    verb = "is a copy" if len(copies) == 1 else "are copies"
+    return f"{labels} {verb} of tinynn's {refs} — write your own"
 
 
 def _same_code(a, b):
-    """Same bytecode, names and constants (docstrings aside), nested functions included."""
-    if (a.co_code, a.co_names, a.co_varnames, a.co_freevars) != \
-            (b.co_code, b.co_names, b.co_varnames, b.co_freevars):
-        return False
-    consts_a, consts_b = a.co_consts, b.co_consts
-    if len(consts_a) != len(consts_b):
-        return False
-    for i, (x, y) in enumerate(zip(consts_a, consts_b)):
-        if inspect.iscode(x) and inspect.iscode(y):
-            if not _same_code(x, y):
-                return False
-        elif not (i == 0 and isinstance(x, str) and isinstance(y, str)) and \
-                (type(x) is not type(y) or x != y):
-            return False
-    return True
+    """Same instructions with the same arguments (names, constants, nested functions), the
+    docstring aside."""
+    return _instructions(a) == _instructions(b)
+
+
+def _instructions(code):
+    """(operation, argument) of each instruction, jump targets as instruction numbers. A method
+    call on a module (np.mean(...)) compiles to LOAD_ATTR in a file that imports the module and
+    to LOAD_METHOD in a notebook cell that does not: both count as LOAD_ATTR."""
+    instructions = [i for i in dis.get_instructions(code) if i.opname != "CACHE"]
+    number = {i.offset: n for n, i in enumerate(instructions)}
+    jumps = set(dis.hasjrel) | set(dis.hasjabs)
+    result = []
+    for i in instructions:
+        argument = i.argval
+        if i.opcode in jumps:
+            argument = number.get(argument)
+        elif inspect.iscode(argument):
+            argument = _instructions(argument)
+        result.append(("LOAD_ATTR" if i.opname == "LOAD_METHOD" else i.opname, argument))
+    return result
 
 
 def _statements(func):
