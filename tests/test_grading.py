@@ -313,7 +313,7 @@ REFUSED = [
     ("dense", DelegatesThroughAlias, "MyDense.backward calls tinynn's Dense.backward"),
     ("predict_classes", lambda logits: tn.metrics.predicted_classes(logits),
      "predict_classes calls tinynn's predicted_classes"),
-    ("adamw", type("MyAdamW", (tn.Adam,), {"update": lambda self, p, g: tn.AdamW.update(self, p, g)}),
+    ("adamw", type("MyAdamW", (tn.Adam,), {"update": lambda s, p, g: tn.AdamW.update(s, p, g)}),
      "calls tinynn's AdamW.update"),
     ("dense", pasted(tn.Dense), "MyDense.backward, MyDense.config are copies of tinynn's "
                                 "Dense.__init__, Dense.build, Dense.forward"),
@@ -332,7 +332,7 @@ def test_borrowed_reference_code_is_refused_by_name(exercise_id, candidate, word
 
 
 class ScaffoldedMomentum(tn.Optimizer):
-    """Notebook 04's solution: its update is tinynn's Momentum.update, instruction for instruction."""
+    """Notebook 04's solution: its update is tinynn's Momentum.update, to the instruction."""
     def __init__(self, lr=0.01, momentum=0.9, nesterov=False, weight_decay=0.0):
         super().__init__(lr, weight_decay)
         self.momentum, self.nesterov = momentum, nesterov

@@ -49,7 +49,7 @@ import os
 import sys
 import textwrap
 import types
-from functools import partial
+from functools import lru_cache, partial
 from pathlib import Path
 
 import numpy as np
@@ -393,7 +393,10 @@ def _is_tinynn(obj):
     return module == ROOT or module.startswith((f"{ROOT}.", PRIVATE_PREFIX))
 
 
+@lru_cache(maxsize=None)
 def _in_package(filename):
+    """Whether a code object's file is one of tinynn's (the live package and the fresh copies
+    share the files)."""
     try:
         return Path(filename).resolve().is_relative_to(PACKAGE_DIR)
     except (OSError, ValueError):
