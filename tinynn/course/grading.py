@@ -505,8 +505,8 @@ def _instructions(code):
 
 
 def _statements(func):
-    """How many statements ``func``'s body has (its docstring and nested functions' bodies aside
-    the docstring; nested bodies count), read from tinynn's source file."""
+    """How many statements ``func``'s body holds, nested ones (an if's, an inner function's)
+    included and the docstring not, read from tinynn's source file."""
     try:
         tree = ast.parse(textwrap.dedent(inspect.getsource(func)))
     except (OSError, TypeError, SyntaxError):
