@@ -3,13 +3,19 @@
 * ``nbgrader generate_assignment`` accepts every course notebook as it is (with the shipped
   ``notebooks/nbgrader_config.py``), and its release version is, cell for cell, what
   ``python -m tinynn student`` writes.
-* ``nbgrader autograde`` tells three submissions apart: the untouched student version scores 0,
-  the solution full marks on every autograded test, and a submission with one planted mistake
-  loses exactly that exercise's points. Written (Markdown) answers are left for the teacher.
+* ``nbgrader autograde`` of the untouched student version of every notebook: it runs top to
+  bottom (each check says "not yet implemented", nothing else raises) and scores 0.
+* For the notebooks in ``ALSO_RIGHT_AND_WRONG``, autograde also tells two more submissions apart:
+  the solution gets full marks, and one planted mistake loses exactly that exercise's point.
+  Written (Markdown) answers are left for the teacher.
 
-Autograding executes each notebook three times, so these tests are the slow part of the suite;
-CI runs them with one BLAS thread on both cores (``pytest -n 2 --dist loadscope``): one test
-class per notebook, so the three runs of a notebook stay on one worker and notebooks spread.
+Every autograde executes the whole notebook, so these are the slow tests. CI runs them with one
+BLAS thread on both cores (``pytest -n auto --dist loadscope``: one test class per notebook, so a
+notebook's runs stay on one worker). The solution and the planted mistake run only for the seven
+notebooks that train little (74 of the 257 s of all thirteen): three runs of the other six (06,
+07, 08, 10, 12 and 05 train on MNIST) do not fit the suite's 15-minute budget. Their solutions'
+hidden tests run in every nbval pass (a failing one raises, failing that notebook's test), and
+tests/test_grading.py checks the hidden tests on right, wrong and borrowed code.
 """
 import shutil
 from pathlib import Path
@@ -25,8 +31,11 @@ from nbgrader.apps import NbGraderAPI  # noqa: E402
 from traitlets.config import Config  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
+ALSO_RIGHT_AND_WRONG = ("00", "01", "02", "03", "04", "09", "11")
 COURSE = sorted((ROOT / "notebooks").glob("*.ipynb"))
 CONFIG = ROOT / "notebooks" / "nbgrader_config.py"
+# nbgrader 0.9.6's own gradebook code triggers SQLAlchemy's autoflush warnings: not ours to fix
+pytestmark = pytest.mark.filterwarnings("ignore::sqlalchemy.exc.SAWarning")
 
 # One planted mistake per notebook, in its first exercise: (text of the solution, mistaken text).
 PLANTED = {
@@ -120,33 +129,34 @@ def plant_mistake(nb, stem):
     raise AssertionError(f"{stem}: no answer cell {answer}")
 
 
-def autograde_three(tmp_path, path):
-    """Autograde the untouched, the solution and the planted-mistake submission of one notebook;
-    returns {student: {grade_id: auto_score}} and the notebook's {grade_id: points}."""
+def autograde(tmp_path, path, kinds):
+    """Autograde submissions of one notebook: ``kinds`` among "untouched" (the release version),
+    "solution" (the source) and "mistake" (PLANTED's). Returns {kind: {grade_id: auto_score}},
+    {kind: the autograded notebook}, and the notebook's {grade_id: points}."""
     course = new_course(tmp_path, [path])
     api = nbgrader_api(course)
-    release = released(course, api, path)
     source = nbformat.read(path, as_version=4)
-    submissions = {"untouched": release, "solution": source,
-                   "mistake": plant_mistake(nbformat.read(path, as_version=4), path.stem)}
-    scores = {}
-    for student, nb in submissions.items():
+    make = {"untouched": lambda: released(course, api, path),
+            "solution": lambda: nbformat.read(path, as_version=4),
+            "mistake": lambda: plant_mistake(nbformat.read(path, as_version=4), path.stem)}
+    released(course, api, path)  # the assignment, in nbgrader's database
+    for student in kinds:
         folder = course / "submitted" / student / path.stem
         folder.mkdir(parents=True)
-        nbformat.write(nb, folder / path.name)
+        nbformat.write(make[student](), folder / path.name)
         result = api.autograde(path.stem, student, force=True, create=True)
         assert result["success"], f"autograde failed for {student}:\n{result['log']}{result['error']}"
+    scores = {}
     with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gradebook:
-        for student in submissions:
+        for student in kinds:
             notebook = gradebook.find_submission_notebook(path.stem, path.stem, student)
             scores[student] = {g.name: g.auto_score for g in notebook.grades}
-            manual = [g.name for g in notebook.grades if g.name.startswith("written_")]
-            # the written answers wait for the teacher (untouched ones are scored 0 at once)
+            # written answers wait for the teacher (untouched ones nbgrader scores 0 at once)
             assert all(g.needs_manual_grade == (student != "untouched") for g in notebook.grades
-                       if g.name in manual), student
+                       if g.name.startswith("written_")), student
     autograded = {student: nbformat.read(course / "autograded" / student / path.stem / path.name,
-                                         as_version=4) for student in submissions}
-    return scores, graded_cells(source), autograded
+                                         as_version=4) for student in kinds}
+    return scores, autograded, graded_cells(source)
 
 
 def errors_outside_tests(nb):
@@ -161,25 +171,33 @@ def printed(cell):
     return "".join(o.get("text", "") for o in cell.get("outputs", []))
 
 
-def _autograde_test(path):
-    def test_autograde_tells_untouched_solution_and_mistake_apart(self, tmp_path):
-        scores, points, autograded = autograde_three(tmp_path, path)
-        first = first_exercise(nbformat.read(path, as_version=4))
-        # the student version runs top to bottom: every visible check says "not yet
-        # implemented" (it never raises, never prints ✘), the rest of the notebook runs on
-        for student, nb in autograded.items():
-            assert errors_outside_tests(nb) == [], f"{student}: these cells raised"
-        checks = [printed(c) for c in autograded["untouched"].cells if c.cell_type == "code"
-                  and c.metadata.get("nbgrader", {}).get("grade")]
-        assert checks and all("not yet implemented" in text and "✘" not in text for text in checks)
+class AutogradeTests:
+    """The autograde tests of one notebook (``path``); a subclass per notebook, below."""
+    path = None
+
+    def test_untouched_student_version_runs_through_and_scores_zero(self, tmp_path):
+        scores, autograded, points = autograde(tmp_path, self.path, ["untouched"])
+        nb = autograded["untouched"]
+        assert errors_outside_tests(nb) == [], "these cells raised"
+        checks = [printed(cell) for cell in nb.cells if cell.cell_type == "code"
+                  and cell.metadata.get("nbgrader", {}).get("grade")]
+        assert checks and all("not yet implemented" in text and "✘" not in text
+                              for text in checks), checks
         assert {k: scores["untouched"][k] for k in points} == {k: 0 for k in points}
+
+    def test_solution_full_marks_and_a_planted_mistake_loses_its_exercise(self, tmp_path):
+        if self.path.name[:2] not in ALSO_RIGHT_AND_WRONG:
+            pytest.skip("a notebook that trains on MNIST: its solution's hidden tests run under "
+                        "nbval (see the module docstring)")
+        scores, autograded, points = autograde(tmp_path, self.path, ["solution", "mistake"])
+        assert all(errors_outside_tests(nb) == [] for nb in autograded.values())
+        first = first_exercise(nbformat.read(self.path, as_version=4))
         assert {k: scores["solution"][k] for k in points} == points
         assert {k: scores["mistake"][k] for k in points} == {k: (0 if k == first else p)
                                                               for k, p in points.items()}
-    return test_autograde_tells_untouched_solution_and_mistake_apart
 
 
 # One class per notebook (see the module docstring): TestAutograde00Overview, ...
 for _path in COURSE:
     _name = "TestAutograde" + "".join(part.title() for part in _path.stem.split("_"))
-    globals()[_name] = type(_name, (), {"test_autograde": _autograde_test(_path)})
+    globals()[_name] = type(_name, (AutogradeTests,), {"path": _path})
