@@ -1,0 +1,185 @@
+"""The course notebooks under nbgrader 0.9.6, the tool Jupyter classrooms grade with.
+
+* ``nbgrader generate_assignment`` accepts every course notebook as it is (with the shipped
+  ``notebooks/nbgrader_config.py``), and its release version is, cell for cell, what
+  ``python -m tinynn student`` writes.
+* ``nbgrader autograde`` tells three submissions apart: the untouched student version scores 0,
+  the solution full marks on every autograded test, and a submission with one planted mistake
+  loses exactly that exercise's points. Written (Markdown) answers are left for the teacher.
+
+Autograding executes each notebook three times, so these tests are the slow part of the suite;
+CI runs them with one BLAS thread on both cores (``pytest -n 2 --dist loadscope``): one test
+class per notebook, so the three runs of a notebook stay on one worker and notebooks spread.
+"""
+import shutil
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from tinynn.course.classroom import make_student_notebook
+
+nbgrader = pytest.importorskip("nbgrader", reason="nbgrader is a test dependency (requirements.txt)")
+from nbgrader.api import Gradebook  # noqa: E402
+from nbgrader.apps import NbGraderAPI  # noqa: E402
+from traitlets.config import Config  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+COURSE = sorted((ROOT / "notebooks").glob("*.ipynb"))
+CONFIG = ROOT / "notebooks" / "nbgrader_config.py"
+
+# One planted mistake per notebook, in its first exercise: (text of the solution, mistaken text).
+PLANTED = {
+    "00": ("logits.argmax(axis=1)", "logits.argmax(axis=0)"),
+    "01": ('return x @ self.params["w"] + self.params["b"]', 'return x @ self.params["w"]'),
+    "02": ("1.0 / (1.0 + z), z / (1.0 + z)", "z / (1.0 + z), 1.0 / (1.0 + z)"),
+    "03": ("return value, grad / N", "return value, grad"),
+    "04": ("velocity *= self.momentum", "velocity *= 1 - self.momentum"),
+    "05": ("for layer in layers:", "for layer in layers[:-1]:"),
+    "06": ("std = np.sqrt(2.0 / fan_in)", "std = np.sqrt(1.0 / fan_in)"),
+    "07": ("lr = lr_min * (lr_max / lr_min) ** (i / (num_steps - 1))",
+           "lr = lr_min + (lr_max - lr_min) * i / (num_steps - 1)"),
+    "08": ("param -= self.lr * self.weight_decay * param", "param -= self.weight_decay * param"),
+    "09": ("x[:, i:i + h_out, j:j + w_out, :]", "x[:, j:j + h_out, i:i + w_out, :]"),
+    "10": (".max(axis=(2, 4))", ".mean(axis=(2, 4))"),
+    "11": ("b.grad += unbroadcast(out.grad, b.shape)", "b.grad -= unbroadcast(out.grad, b.shape)"),
+    "12": ("return x[order], y[order]", "return x[order], y"),
+}
+
+
+def nbgrader_api(course):
+    config = Config()
+    config.merge(_load_config(CONFIG))
+    config.CourseDirectory.root = str(course)
+    return NbGraderAPI(config=config)
+
+
+def _load_config(path):
+    """The shipped config file, read the way nbgrader reads it (``c = get_config()``)."""
+    config = Config()
+    exec(compile(path.read_text(), str(path), "exec"), {"get_config": lambda: config})
+    return config
+
+
+def new_course(tmp_path, paths):
+    """An nbgrader course folder with one assignment per notebook (named like the notebook)."""
+    course = tmp_path / "course"
+    for path in paths:
+        folder = course / "source" / path.stem
+        folder.mkdir(parents=True)
+        shutil.copy(path, folder / path.name)
+    shutil.copy(CONFIG, course / "nbgrader_config.py")
+    return course
+
+
+def released(course, api, path):
+    result = api.generate_assignment(path.stem, force=True)
+    assert result["success"], f"generate_assignment refused {path.name}:\n{result['log']}{result['error']}"
+    return nbformat.read(course / "release" / path.stem / path.name, as_version=4)
+
+
+def graded_cells(nb):
+    """{grade_id: points} of the autograded test cells."""
+    return {c.metadata.nbgrader["grade_id"]: c.metadata.nbgrader["points"] for c in nb.cells
+            if c.metadata.get("nbgrader", {}).get("grade") and not c.metadata.nbgrader["solution"]}
+
+
+def first_exercise(nb):
+    for cell in nb.cells:
+        meta = cell.metadata.get("nbgrader", {})
+        if meta.get("grade") and not meta.get("solution"):
+            return meta["grade_id"]
+
+
+def test_generate_assignment_accepts_every_notebook_and_releases_the_student_version(tmp_path):
+    course = new_course(tmp_path, COURSE)
+    api = nbgrader_api(course)
+    for path in COURSE:
+        release = released(course, api, path)
+        ours = make_student_notebook(nbformat.read(path, as_version=4), name=path.name)
+        assert len(release.cells) == len(ours.cells), path.name
+        for index, (theirs, mine) in enumerate(zip(release.cells, ours.cells)):
+            where = f"{path.name} cell {index}"
+            assert (theirs.cell_type, theirs.source) == (mine.cell_type, mine.source), where
+            meta = {k: v for k, v in theirs.metadata.get("nbgrader", {}).items()
+                    if k not in ("checksum", "cell_type")}  # nbgrader's bookkeeping
+            assert meta == mine.metadata.get("nbgrader", {}), where
+            for flag in ("deletable", "editable"):  # locked as nbgrader locks them
+                assert theirs.metadata.get(flag) == mine.metadata.get(flag), f"{where}: {flag}"
+
+
+def plant_mistake(nb, stem):
+    """The solution with PLANTED's mistake in the answer cell of the first exercise."""
+    right, wrong = PLANTED[stem[:2]]
+    answer = f"answer_{first_exercise(nb)}"
+    for cell in nb.cells:
+        if cell.metadata.get("nbgrader", {}).get("grade_id") == answer:
+            assert cell.source.count(right) == 1, f"{stem}: the planted text is not in {answer}"
+            cell.source = cell.source.replace(right, wrong)
+            return nb
+    raise AssertionError(f"{stem}: no answer cell {answer}")
+
+
+def autograde_three(tmp_path, path):
+    """Autograde the untouched, the solution and the planted-mistake submission of one notebook;
+    returns {student: {grade_id: auto_score}} and the notebook's {grade_id: points}."""
+    course = new_course(tmp_path, [path])
+    api = nbgrader_api(course)
+    release = released(course, api, path)
+    source = nbformat.read(path, as_version=4)
+    submissions = {"untouched": release, "solution": source,
+                   "mistake": plant_mistake(nbformat.read(path, as_version=4), path.stem)}
+    scores = {}
+    for student, nb in submissions.items():
+        folder = course / "submitted" / student / path.stem
+        folder.mkdir(parents=True)
+        nbformat.write(nb, folder / path.name)
+        result = api.autograde(path.stem, student, force=True, create=True)
+        assert result["success"], f"autograde failed for {student}:\n{result['log']}{result['error']}"
+    with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gradebook:
+        for student in submissions:
+            notebook = gradebook.find_submission_notebook(path.stem, path.stem, student)
+            scores[student] = {g.name: g.auto_score for g in notebook.grades}
+            manual = [g.name for g in notebook.grades if g.name.startswith("written_")]
+            # the written answers wait for the teacher (untouched ones are scored 0 at once)
+            assert all(g.needs_manual_grade == (student != "untouched") for g in notebook.grades
+                       if g.name in manual), student
+    autograded = {student: nbformat.read(course / "autograded" / student / path.stem / path.name,
+                                         as_version=4) for student in submissions}
+    return scores, graded_cells(source), autograded
+
+
+def errors_outside_tests(nb):
+    """Indices of cells that raised, other than autograder test cells (whose hidden test raises
+    on a wrong answer: that is how nbgrader scores it)."""
+    return [index for index, cell in enumerate(nb.cells) if cell.cell_type == "code"
+            and any(o.output_type == "error" for o in cell.outputs)
+            and not cell.metadata.get("nbgrader", {}).get("grade")]
+
+
+def printed(cell):
+    return "".join(o.get("text", "") for o in cell.get("outputs", []))
+
+
+def _autograde_test(path):
+    def test_autograde_tells_untouched_solution_and_mistake_apart(self, tmp_path):
+        scores, points, autograded = autograde_three(tmp_path, path)
+        first = first_exercise(nbformat.read(path, as_version=4))
+        # the student version runs top to bottom: every visible check says "not yet
+        # implemented" (it never raises, never prints ✘), the rest of the notebook runs on
+        for student, nb in autograded.items():
+            assert errors_outside_tests(nb) == [], f"{student}: these cells raised"
+        checks = [printed(c) for c in autograded["untouched"].cells if c.cell_type == "code"
+                  and c.metadata.get("nbgrader", {}).get("grade")]
+        assert checks and all("not yet implemented" in text and "✘" not in text for text in checks)
+        assert {k: scores["untouched"][k] for k in points} == {k: 0 for k in points}
+        assert {k: scores["solution"][k] for k in points} == points
+        assert {k: scores["mistake"][k] for k in points} == {k: (0 if k == first else p)
+                                                              for k, p in points.items()}
+    return test_autograde_tells_untouched_solution_and_mistake_apart
+
+
+# One class per notebook (see the module docstring): TestAutograde00Overview, ...
+for _path in COURSE:
+    _name = "TestAutograde" + "".join(part.title() for part in _path.stem.split("_"))
+    globals()[_name] = type(_name, (), {"test_autograde": _autograde_test(_path)})
