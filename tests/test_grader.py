@@ -340,3 +340,74 @@ def test_help_names_the_options_and_the_blas_threads(capsys):
     assert code == 0
     assert all(word in out for word in ("--source", "--out", "--jobs", "--timeout", "--feedback",
                                         "OPENBLAS_NUM_THREADS"))
+
+
+# ================================================================ the real course: notebook 01
+DENSE = ROOT / "notebooks" / "01_tensors_and_dense.ipynb"
+ANSWER, TEST = 23, 24  # the cells of answer_dense and of the test 'dense'
+
+
+def dense_submissions():
+    """Ten submissions of notebook 01: the right one, mistakes, and ways to game the check."""
+    course = nbformat.read(DENSE, as_version=4)
+    assert course.cells[ANSWER].metadata.nbgrader.grade_id == "answer_dense"
+    assert course.cells[TEST].metadata.nbgrader.grade_id == "dense"
+    untouched = make_student_notebook(course)
+    solution, stub = course.cells[ANSWER].source, untouched.cells[ANSWER].source
+
+    def answered(source):
+        nb = copy.deepcopy(untouched)
+        nb.cells[ANSWER].source = source
+        return nb
+
+    copied = ("class MyDense(tn.Layer):\n    def __init__(self, units):\n"
+              "        super().__init__()\n        self.units = units\n\n"
+              "    forward = tn.Dense.forward\n    backward = tn.Dense.backward")
+    return {
+        "right": course,
+        "wrong": answered(solution.replace('grad @ self.params["w"].T', 'grad @ self.params["w"]')),
+        "untouched": untouched,
+        "syntax": answered(solution.replace("self.x = x", "self.x = = x")),
+        "loop": answered(solution.replace("self.x = x", "while True:\n            pass")),
+        "alias": answered(solution + "\n\nMyDense = tn.Dense"),
+        "subclass": answered("class MyDense(tn.Dense):\n    pass"),
+        "copied": answered(copied),
+        "fake_check": answered(stub + "\n\ndef check_layer(*args):\n"
+                                      "    print('✔ MyDense matches tn.Dense')"),
+        "patched": answered(stub + "\n\nimport tinynn.course.exercises\n"
+                                   "tinynn.course.exercises.check_layer = lambda *a: print('✔')"),
+    }
+
+
+def test_grade_notebook_01_right_wrong_and_gamed(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))
+    monkeypatch.setenv(MARKER, str(tmp_path))
+    subs = dense_submissions()
+    write_tree(tmp_path / "subs", {student: {DENSE.name: nb} for student, nb in subs.items()})
+    syntax_line = subs["syntax"].cells[ANSWER].source.split("\n").index(
+        "        self.x = = x") + 1
+    out = tmp_path / "grades.csv"
+    code, stdout, stderr = run(capsys, "grade", str(tmp_path / "subs"), "--source",
+                               str(ROOT / "notebooks"), "--out", str(out), "--jobs", "2",
+                               "--timeout", "10")
+    assert code == 0, stderr
+    with open(out, newline="") as f:
+        rows = list(csv.reader(f))
+    assert rows == [
+        ["student", "01_tensors_and_dense:dense", "total", "max", "notes"],
+        ["alias", "0", "0", "1", ""],
+        ["copied", "0", "0", "1", ""],
+        ["fake_check", "0", "0", "1", f"suspicious: cell {ANSWER} redefines check_layer"],
+        ["loop", "timeout", "0", "1", f"timeout in cell {TEST} after 10 s"],
+        ["patched", "0", "0", "1",
+         f"suspicious: cell {ANSWER} assigns tinynn.course.exercises.check_layer"],
+        ["right", "1", "1", "1", ""],
+        ["subclass", "0", "0", "1", ""],
+        ["syntax", "error: NameError", "0", "1",
+         f"syntax error in cell {ANSWER}, line {syntax_line}: invalid syntax; cell {TEST} "
+         "(test 'dense') raised NameError: name 'MyDense' is not defined"],
+        ["untouched", "0", "0", "1", ""],
+        ["wrong", "0", "0", "1", ""],
+    ]
+    assert "01_tensors_and_dense: 5 written answers per notebook to grade by hand" in stdout
+    assert kernels(tmp_path) == []
