@@ -134,7 +134,8 @@ def submissions(course):
         "untouched": {"ex.ipynb": make_student_notebook(course)},
         "syntax": {"ex.ipynb": edit(course, answer_double=answer("double", "return 2 *"))},
         "loop": {"ex.ipynb": edit(course, answer_double=answer("double", "while True: pass"))},
-        "dead": {"ex.ipynb": edit(course, answer_double=answer("double", "import os; os._exit(1)"))},
+        "dead": {"ex.ipynb": edit(course,
+                                  answer_double=answer("double", "import os; os._exit(1)"))},
         "faker/ps1": {"ex.ipynb": faker},
         "deleter": {"ex.ipynb": without(course, "double")},
         "patcher": {"ex.ipynb": inserted(course, 2, "tn.Dense = object\n"
@@ -241,7 +242,7 @@ def test_grade_writes_the_expected_csv(course_dir, tmp_path, capsys):
     verdicts = [o.data[VERDICT] for o in faker.cells[7].outputs if VERDICT in o.get("data", {})]
     assert verdicts == [{"exercise": "square", "passed": False,
                          "message": "wrong result on the hidden inputs"}]
-    assert "| square | 0 / 1 |" in faker.cells[-1].source
+    assert "| square | 0 / 1 | wrong result on the hidden inputs |" in faker.cells[-1].source
     assert "was edited" in faker.cells[-1].source
     loop = nbformat.read(feedback / "loop" / "ex.ipynb", as_version=4)
     assert loop.cells[6].outputs == []  # not run: the course's stored verdict was cleared

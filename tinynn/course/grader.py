@@ -158,7 +158,8 @@ def find_submissions(submissions):
                                         if not any(map(_hidden, p.relative_to(student).parts)))
     if not students:
         raise ConfigError(f"grade: no student folders in {submissions} (expected "
-                          "SUBMISSIONS/<student>/*.ipynb or submitted/<student>/<assignment>/*.ipynb)")
+                          "SUBMISSIONS/<student>/*.ipynb or "
+                          "submitted/<student>/<assignment>/*.ipynb)")
     return folder, students, sorted(folder.glob("*.ipynb"))
 
 
@@ -259,7 +260,8 @@ def _patches(tree, bound):
             if node.name in bound:
                 yield f"redefines {node.name}"
         elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
-            if node.func.id in ("setattr", "delattr") and node.args and _root(node.args[0]) in bound:
+            if node.func.id in ("setattr", "delattr") and node.args \
+                    and _root(node.args[0]) in bound:
                 yield f"calls {node.func.id} on {ast.unparse(node.args[0])}"
         elif isinstance(node, ast.Attribute) and ast.unparse(node) == "sys.modules":
             yield "uses sys.modules"
@@ -328,8 +330,9 @@ def _raise_if_cancelled():
 
 # ================================================================ one notebook: score
 def score(nb, course, stopped):
-    """``({grade_id: points or reason}, notes)`` from the executed notebook's test cells."""
-    values, notes = {}, []
+    """``({grade_id: points or reason}, {grade_id: verdict message}, notes)`` from the executed
+    notebook's test cells."""
+    values, messages, notes = {}, {}, []
     where = {_nbgrader(c).get("grade_id"): i for i, c in enumerate(nb.cells) if _is_test(c)}
     for grade_id, points in course.tests:
         index = where[grade_id]
@@ -343,6 +346,7 @@ def score(nb, course, stopped):
         errors = [o for o in outputs if o.output_type == "error"]
         if verdicts:
             values[grade_id] = points if verdicts[-1].get("passed") is True else 0
+            messages[grade_id] = str(verdicts[-1].get("message", ""))
         elif errors:
             values[grade_id] = f"error: {errors[0].ename}"
             notes.append(f"cell {index} (test '{grade_id}') raised {errors[0].ename}: "
@@ -350,16 +354,18 @@ def score(nb, course, stopped):
         else:
             values[grade_id] = "no verdict"
             notes.append(f"cell {index} (test '{grade_id}') displayed no verdict")
-    return values, notes
+    return values, messages, notes
 
 
 @dataclass
 class Result:
-    """One student's notebook: points or reasons per test, notes, and the problems by kind
-    (for the summary); ``nb`` is the executed notebook (None if it could not be run)."""
+    """One student's notebook: points or reasons per test, the verdicts' messages, notes, and
+    the problems by kind (for the summary); ``nb`` is the executed notebook (None if it could
+    not be run)."""
     student: str
     course: Course
     values: dict = field(default_factory=dict)
+    messages: dict = field(default_factory=dict)
     notes: list = field(default_factory=list)
     kinds: list = field(default_factory=list)
     suspicious: bool = False
@@ -380,11 +386,11 @@ async def grade_notebook(student, path, course, timeout, env):
     try:
         static = static_notes(nb, theirs)
         stopped = await execute(nb, timeout, env)
-        values, failures = score(nb, course, stopped)
+        values, messages, failures = score(nb, course, stopped)
     except Exception as e:  # a kernel that does not start, a notebook nbclient cannot handle
         return _failed(result, "could not run", f"could not run {path.name} "
                                                 f"({type(e).__name__}: {e})")
-    result.values, result.nb = values, nb
+    result.values, result.messages, result.nb = values, messages, nb
     result.notes = notes + static
     result.kinds = sorted({"syntax error" for n in static if n.startswith("syntax error")})
     result.suspicious = any(n.startswith("suspicious") for n in static)
@@ -393,8 +399,9 @@ async def grade_notebook(student, path, course, timeout, env):
                             + (f" after {timeout} s" if stopped[0] == "timeout" else ""))
         result.kinds.append(stopped[0])
     result.notes += failures
+    stops = ("timeout", "kernel died", "not run")  # counted once, as the run's stop, above
     result.kinds += sorted({v.split(":")[0] for v in values.values()
-                            if isinstance(v, str) and v not in ("timeout", "kernel died", "not run")})
+                            if isinstance(v, str) and v not in stops})
     return result
 
 
@@ -546,19 +553,20 @@ def write_csv(rows, path):
 
 def write_feedback(results, folder):
     """Each executed notebook to ``folder/<student>/<notebook>.ipynb`` (0644), with a last
-    Markdown cell saying what each test earned and what went wrong."""
+    Markdown cell saying what each test earned, its verdict, and what went wrong."""
     import nbformat
     from nbformat.v4 import new_markdown_cell
 
     for result in results:
         if result.nb is None:
             continue
-        lines = ["## Autograded by `python -m tinynn grade`", "", "| test | points |",
-                 "|---|---|"]
+        lines = ["## Autograded by `python -m tinynn grade`", "", "| test | points | verdict |",
+                 "|---|---|---|"]
         for grade_id, points in result.course.tests:
             value = result.values[grade_id]
-            lines.append(f"| {grade_id} | {value if isinstance(value, str) else f'{value:g}'}"
-                         f" / {points:g} |")
+            shown = value if isinstance(value, str) else f"{value:g}"
+            verdict = result.messages.get(grade_id, "").replace("|", "\\|")  # a table cell
+            lines.append(f"| {grade_id} | {shown} / {points:g} | {verdict} |")
         lines += ["", *(f"- {note}" for note in result.notes)]
         nb = copy.deepcopy(result.nb)
         nb.cells.append(new_markdown_cell("\n".join(lines)))
