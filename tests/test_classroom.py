@@ -1,24 +1,23 @@
 """Tests for tinynn.course.classroom: student notebooks generated from the course notebooks.
 
 The first part uses small synthetic notebooks; the second runs over every course notebook in
-notebooks/: its student version must execute top to bottom (each check saying "not yet
-implemented"), contain no solution code, and the committed solution version's checks must pass.
+notebooks/: its student version contains no solution code, the committed solution version's
+checks pass, and its nbgrader metadata is the derived one. (That the student version executes top
+to bottom, each check saying "not yet implemented", is tested by nbgrader's autograde of it in
+tests/test_nbgrader.py.)
 """
-import os
-import re
 from pathlib import Path
 
 import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
-from tinynn.course.classroom import make_student_notebook, write_student_notebooks
+from tinynn.course.classroom import (is_check_cell, make_student_notebook, nbgrader_metadata,
+                                     write_student_notebooks)
 from tinynn.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
 COURSE = sorted((ROOT / "notebooks").glob("*.ipynb"))
-DATA_MIRROR = os.environ.get("TINYNN_DATA_MIRROR") or str(ROOT.parent / "shared" / "data")
-NOTEBOOK_TIMEOUT = 600  # seconds per cell; a whole course notebook takes 30–90 s here
 
 DENSE_CELL = '''\
 class MyDense(tn.Layer):
@@ -186,14 +185,6 @@ def outputs_text(cell):
     return "".join(parts)
 
 
-CHECK_CALL = re.compile(r"\bcheck_(layer|loss|optimizer|function|model_step|dropout|op|topological_order|"
-                        r"shuffle|scaling|dead_fraction|inference|col2im|he_init|lr_range_test)\(")
-
-
-def calls_a_check(cell):
-    return cell.cell_type == "code" and bool(CHECK_CALL.search(cell.source))
-
-
 @pytest.fixture(scope="module")
 def student_dir(tmp_path_factory):
     if not COURSE:
@@ -220,7 +211,7 @@ def test_student_version_has_no_solution_code(student_dir, path):
 @pytest.mark.parametrize("path", COURSE, ids=lambda p: p.stem)
 def test_solution_version_checks_all_pass(path):
     nb = nbformat.read(path, as_version=4)
-    checks = [cell for cell in nb.cells if calls_a_check(cell)]
+    checks = [cell for cell in nb.cells if is_check_cell(cell)]
     has_exercise = any(solution_blocks(cell.source) for cell in nb.cells)
     assert checks or not has_exercise, "an exercise without a check after it"
     for cell in checks:
@@ -230,15 +221,24 @@ def test_solution_version_checks_all_pass(path):
 
 
 @pytest.mark.parametrize("path", COURSE, ids=lambda p: p.stem)
-def test_student_version_runs_top_to_bottom(student_dir, path, monkeypatch):
-    from nbclient import NotebookClient
+def test_committed_nbgrader_metadata_is_the_derived_one(path):
+    """Each notebook carries exactly the nbgrader metadata its markers imply (answer cells,
+    locked 1-point test cells with a hidden grade(...) call, manually graded written answers)."""
+    nb = nbformat.read(path, as_version=4)
+    derived = nbgrader_metadata(nb, path.name)
+    assert [c.metadata.get("nbgrader") for c in nb.cells] == derived
+    assert any(derived), "a course notebook without exercises"
 
-    monkeypatch.setenv("TINYNN_DATA_MIRROR", DATA_MIRROR)
-    nb = nbformat.read(student_dir / path.name, as_version=4)
-    NotebookClient(nb, timeout=NOTEBOOK_TIMEOUT, kernel_name="python3",
-                   resources={"metadata": {"path": str(student_dir)}}).execute()
-    checks = [outputs_text(cell) for cell in nb.cells if calls_a_check(cell)]
-    for text in checks:
-        assert "✘" not in text, f"a check in the student version printed:\n{text}"
-    if any(solution_blocks(cell.source) for cell in nbformat.read(path, as_version=4).cells):
-        assert any("not yet implemented" in text for text in checks)
+
+def test_nbgrader_metadata_names_a_check_cell_without_its_hidden_test():
+    nb = notebook("def f(x):\n    ### BEGIN SOLUTION\n    return x\n    ### END SOLUTION",
+                  "check_function(f, g, 1)")
+    with pytest.raises(ConfigError, match="cell 1: a check cell needs one hidden test"):
+        nbgrader_metadata(nb)
+    nb.cells[1].source += "\n### BEGIN HIDDEN TESTS\ngrade(\"f\", f)\n### END HIDDEN TESTS"
+    answer, test = nbgrader_metadata(nb)
+    assert (answer["grade_id"], answer["solution"], answer["grade"]) == ("answer_f", True, False)
+    assert (test["grade_id"], test["locked"], test["points"]) == ("f", True, 1)
+    with pytest.raises(ConfigError, match="cell 0: an exercise without a check cell"):
+        nbgrader_metadata(notebook("def f(x):\n    ### BEGIN SOLUTION\n    return x\n"
+                                   "    ### END SOLUTION"))

@@ -76,3 +76,40 @@ def test_every_layer_class_is_exported():
     assert {"Dense", "Conv2D", "MaxPool2D", "AvgPool2D", "BatchNorm"} <= set(found)
     missing = [name for name, cls in found.items() if getattr(tn, name, None) is not cls]
     assert not missing
+
+
+
+def top_level_imports(source):
+    """The top-level package of every absolute import in a piece of Python source."""
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            yield from (alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and not node.level:
+            yield node.module.split(".")[0]
+
+
+def test_the_course_extra_installs_what_the_notebooks_and_course_tooling_import():
+    """`pip install "tinynn[course]"` is enough to run every notebook, `tinynn student` and
+    `tinynn grade` (issue 14: 07 used to fail at cell 1 for want of threadpoolctl)."""
+    import re
+
+    import nbformat
+    import pytest
+    tomllib = pytest.importorskip("tomllib")
+
+    project = tomllib.loads((PACKAGE.parent / "pyproject.toml").read_text())["project"]
+    declared = {re.split(r"[<>=!\[ ]", requirement)[0].lower() for requirement in
+                project["dependencies"] + project["optional-dependencies"]["course"]}
+    imported = set()
+    for path in sorted(PACKAGE.glob("course/*.py")):
+        imported.update(top_level_imports(path.read_text(encoding="utf-8")))
+    for path in sorted((PACKAGE.parent / "notebooks").glob("*.ipynb")):
+        for cell in nbformat.read(path, as_version=4).cells:
+            if cell.cell_type == "code":  # IPython magics and shell lines are not Python
+                imported.update(top_level_imports("\n".join(
+                    line for line in cell.source.split("\n")
+                    if not line.lstrip().startswith(("%", "!")))))
+    distribution = {"IPython": "ipykernel"}  # import name -> the requirement that installs it
+    missing = sorted(name for name in imported - set(sys.stdlib_module_names) - {"tinynn"}
+                     if distribution.get(name, name).lower() not in declared)
+    assert not missing, f"imported but not in the [course] extra: {missing}"
