@@ -87,6 +87,11 @@ def student(args):
     return 0
 
 
+def grade(args):
+    from tinynn.course.grader import command
+    return command(args)
+
+
 def positive_int(text):
     value = int(text)
     if value < 1:
@@ -146,6 +151,30 @@ def parser():
     s.add_argument("source", help="folder of course notebooks, e.g. notebooks/")
     s.add_argument("--out", required=True, help="folder to write the student notebooks to")
     s.set_defaults(run=student)
+
+    g = sub.add_parser("grade", help="autograde submitted notebooks into a CSV",
+                       description="Run every student's notebooks in a fresh kernel with the "
+                                   "course notebooks' hidden tests (nbgrader's locked test "
+                                   "cells) and write one row per student: the points of each "
+                                   "exercise, read from the tests' verdicts, or why there are "
+                                   "none. SUBMISSIONS holds a folder per student, with the "
+                                   "notebooks in it or in nbgrader's submitted/<student>/"
+                                   "<assignment>/ layout.")
+    g.add_argument("submissions", metavar="SUBMISSIONS",
+                   help="folder of student folders (or nbgrader's submitted/)")
+    g.add_argument("--source", default="notebooks",
+                   help="folder of the course notebooks with the hidden tests (default: notebooks)")
+    g.add_argument("--out", default="grades.csv", help="CSV to write (default: grades.csv)")
+    g.add_argument("--jobs", type=positive_int, default=None, metavar="N",
+                   help="notebooks run at once (default: the number of cores); with more than "
+                        "one, each kernel gets OPENBLAS_NUM_THREADS=OMP_NUM_THREADS="
+                        "MKL_NUM_THREADS=1 so BLAS threads do not oversubscribe the cores")
+    g.add_argument("--timeout", type=positive_int, default=600, metavar="S",
+                   help="seconds a cell may run before its notebook is stopped (default: 600)")
+    g.add_argument("--feedback", metavar="DIR",
+                   help="write each executed notebook, with its diagnosis, to "
+                        "DIR/<student>/<notebook>.ipynb")
+    g.set_defaults(run=grade)
     return p
 
 

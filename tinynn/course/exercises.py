@@ -1048,12 +1048,16 @@ def check_loss(candidate, reference):
     return _run(_name(candidate), run)
 
 
+LOSS_SHAPES = [(4, 3), (6, 10), (1, 5)]      # (batch, classes) of the ordinary trials
+BINARY_LOSS_SHAPES = [(4, 1), (5, 3), (1, 2)]  # for SigmoidCrossEntropy
+
+
 def _loss_trials(reference, rng):
     """(label, pred, target) triples: three ordinary shapes, then large logits (all near ±1000)
     and confident ones (spread over ±1000)."""
     name = reference.__name__
     binary = name == "SigmoidCrossEntropy"
-    shapes = [(4, 1), (5, 3), (1, 2)] if binary else [(4, 3), (6, 10), (1, 5)]
+    shapes = BINARY_LOSS_SHAPES if binary else LOSS_SHAPES
     trials = []
     for shape in shapes:
         pred = rng.standard_normal(shape) * 2
@@ -1326,6 +1330,7 @@ OPTIMIZER_NONFINITE = {
              "the first step), do not subtract 1 or keep your own counter from 0"),
 }
 TINY = 1e-4  # the second trial's gradient scale: where ε stops being negligible
+OPTIMIZER_SHAPES = [(3, 2), (2,)]   # the parameters the trial updates
 
 
 def check_optimizer(candidate, reference, **kwargs):
@@ -1335,7 +1340,7 @@ def check_optimizer(candidate, reference, **kwargs):
     with ordinary gradients and with gradients × ``TINY`` (where ε matters)."""
     def run():
         rng = np.random.default_rng(SEED)
-        shapes = [(3, 2), (2,)]
+        shapes = OPTIMIZER_SHAPES
         start = [rng.standard_normal(s) for s in shapes]
         gradients = [[rng.standard_normal(s) for s in shapes] for _ in range(STEPS)]
         for scale in (1.0, TINY):
@@ -1636,6 +1641,9 @@ OP_TRIALS = {
     "relu": [((3, 4),), ((5,),), ((2, 3, 2),)],
 }
 DEFAULT_OP_TRIALS = [((3, 4),), ((5,),)]
+# Tensor classes an operation may return besides this module's own (grading.py checks with a
+# fresh copy of tinynn and adds the notebook's tinynn.Tensor here).
+EXTRA_TENSOR_TYPES = ()
 OP_HINTS = {
     "add": "out = a + b broadcasts, so each input's gradient is out.grad summed back to that "
            "input's shape: a.grad += unbroadcast(out.grad, a.shape), the same for b",
@@ -1733,7 +1741,7 @@ def _op_trial(candidate, reference, shapes, rng):
     out = candidate(*inputs)
     if out is None:
         raise NotDone("returned None — `return out` at the end")
-    if not isinstance(out, Tensor):
+    if not isinstance(out, (Tensor, *EXTRA_TENSOR_TYPES)):
         raise Failed(f"returned {type(out).__name__}, not a Tensor: wrap the result, "
                      "out = Tensor(..., parents, op), and return out")
     if any(not np.array_equal(t.data, d) for t, d in zip(inputs, data)):
@@ -1855,14 +1863,18 @@ def _topo_trial(candidate, label, root):
 
 
 # ================================================================ notebook 12: debugging
+SHUFFLE_ROWS, SHUFFLE_SEED = 20, 0   # the data set check_shuffle shuffles, and the seed it passes
+
+
 def check_shuffle(candidate):
     """Check ``shuffle_together(x, y, seed) -> (x_shuffled, y_shuffled)``: every image keeps its
     own label, nothing is lost or duplicated, the order changes, and the inputs stay as they were."""
     def run():
-        x = np.arange(60, dtype=np.float64).reshape(20, 3)   # row i holds 3i, 3i + 1, 3i + 2
-        y = np.arange(20) % 7 * 10 + np.arange(20) // 7      # a label that identifies row i
+        n = SHUFFLE_ROWS                                     # below 70: labels stay unique
+        x = np.arange(3 * n, dtype=np.float64).reshape(n, 3)  # row i holds 3i, 3i + 1, 3i + 2
+        y = np.arange(n) % 7 * 10 + np.arange(n) // 7        # a label that identifies row i
         x_given, y_given = x.copy(), y.copy()
-        result = candidate(x_given, y_given, 0)
+        result = candidate(x_given, y_given, SHUFFLE_SEED)
         if result is None:
             raise NotDone("shuffle_together returned None — `return x_shuffled, y_shuffled`")
         if not isinstance(result, (tuple, list)) or len(result) != 2:
@@ -1876,20 +1888,20 @@ def check_shuffle(candidate):
             raise Failed(f"returned shapes {xs.shape} and {ys.shape}, expected {x.shape} and "
                          f"{y.shape}: shuffle the rows, keep every sample")
         rows = xs[:, 0].astype(np.int64) // 3
-        if sorted(rows.tolist()) != list(range(20)) or not np.array_equal(xs, x[rows]):
+        if sorted(rows.tolist()) != list(range(n)) or not np.array_equal(xs, x[rows]):
             raise Failed("the shuffled images are not the original images once each: some are "
                          "lost or repeated — use one permutation of range(len(x))")
         if sorted(ys.tolist()) != sorted(y.tolist()):
             raise Failed("the shuffled labels are not the original labels once each")
-        if np.array_equal(rows, np.arange(20)):
+        if np.array_equal(rows, np.arange(n)):
             raise Failed("did not change the order: draw a permutation, e.g. "
                          "np.random.default_rng(seed).permutation(len(x))")
         if not np.array_equal(ys, y[rows]):
             kept = int(np.sum(ys == y[rows]))
             raise Failed(f"images and labels are shuffled with DIFFERENT permutations: only "
-                         f"{kept} of 20 images still carry their own label. Draw one "
+                         f"{kept} of {n} images still carry their own label. Draw one "
                          "permutation and index both arrays with it: x[order], y[order]")
-        again = candidate(x.copy(), y.copy(), 0)
+        again = candidate(x.copy(), y.copy(), SHUFFLE_SEED)
         if not np.array_equal(np.asarray(again[0]), xs):
             raise Failed("two calls with the same seed gave different orders: draw the "
                          "permutation from np.random.default_rng(seed)")
@@ -1897,10 +1909,13 @@ def check_shuffle(candidate):
     return _run(_name(candidate), run)
 
 
+SCALING_SHAPE = (5, 784)   # the raw uint8 images check_scaling scales
+
+
 def check_scaling(candidate):
     """Check ``scale_pixels(raw)``: uint8 pixels 0–255 → float32 values in [0, 1] (pixel / 255)."""
     def run():
-        raw = np.random.default_rng(SEED).integers(0, 256, (5, 784)).astype(np.uint8)
+        raw = np.random.default_rng(SEED).integers(0, 256, SCALING_SHAPE).astype(np.uint8)
         raw[0, :2] = 0, 255
         given = raw.copy()
         result = candidate(given)
@@ -1934,13 +1949,17 @@ def check_scaling(candidate):
     return _run(_name(candidate), run)
 
 
+DEAD_SHAPE, DEAD_UNITS = (6, 8), [1, 4, 5]   # the batch of activations, and its dead columns
+
+
 def check_dead_fraction(candidate, reference):
     """Check ``my_dead_fraction(h)``: the fraction of units (columns) that are 0 for EVERY
     sample (row) of a batch of activations ``h``."""
     def run():
-        h = np.maximum(np.random.default_rng(SEED).standard_normal((6, 8)), 0)
-        h[:, [1, 4, 5]] = 0          # three dead units
+        h = np.maximum(np.random.default_rng(SEED).standard_normal(DEAD_SHAPE), 0)
+        h[:, DEAD_UNITS] = 0         # dead units (three in the example)
         h[2, :] = 0                  # and one sample where every unit is 0
+        dead = f"{int(np.all(h == 0, axis=0).sum())} of {h.shape[1]}"
         result = candidate(h.copy())
         if result is None:
             raise NotDone("my_dead_fraction returned None — `return` the fraction")
@@ -1951,7 +1970,7 @@ def check_dead_fraction(candidate, reference):
                          "the mean over the units") from None
         expected = reference(h)
         if abs(value - expected) < 1e-12:
-            return f"{expected:.3f} of the units are dead in the example (3 of 8)"
+            return f"{expected:.3f} of the units are dead in the example ({dead})"
         if abs(value - np.mean(h == 0)) < 1e-12:
             raise Failed(f"got {value:.3f}: that is the fraction of zero ENTRIES; a unit is dead "
                          "only when it is 0 for every sample: np.all(h == 0, axis=0), then the mean")
@@ -1964,7 +1983,8 @@ def check_dead_fraction(candidate, reference):
         if abs(value - expected * h.shape[1]) < 1e-9:
             raise Failed(f"got {value:g}: that is the number of dead units; divide by the "
                          "number of units (take the mean)")
-        raise Failed(f"got {value:.4g}, expected {expected:.4g} (3 of 8 units are 0 for every sample)")
+        raise Failed(f"got {value:.4g}, expected {expected:.4g} ({dead} units are 0 for every "
+                     "sample)")
     return _run(_name(candidate), run)
 
 
