@@ -8,6 +8,7 @@ import gzip
 import hashlib
 import os
 import pickle
+import shutil
 import socket
 import struct
 import subprocess
@@ -31,6 +32,7 @@ LOOPBACK = {"127.0.0.1", "::1", "localhost"}
 # Official MNIST class counts (train, test): Nielsen's train + validation must reproduce them.
 TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
 TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+CACHE_FILES = ["SHA256SUMS", "x_test.npy", "x_train.npy", "y_test.npy", "y_train.npy"]
 
 
 def _real_data_folder():
@@ -203,9 +205,10 @@ def test_real_mnist_over_http(real_cache):
     assert np.bincount(train[1]).tolist() == TRAIN_COUNTS
     assert np.bincount(test[1]).tolist() == TEST_COUNTS
     assert train[1][:3].tolist() == [5, 0, 4] and test[1][:3].tolist() == [7, 2, 1]
-    # pixels are exact k/255 values (uint8 in the cache)
+    # pixels are exact k/255 values (uint8 pixels in the sources)
     assert np.array_equal(train[0][:500] * 255, np.rint(train[0][:500] * 255))
-    assert sorted(os.listdir(folder)) == ["mnist.npz"]  # the raw download is gone
+    assert os.listdir(folder) == ["mnist"]  # the raw download is gone
+    assert sorted(os.listdir(folder / "mnist")) == CACHE_FILES
 
 
 @needs_real_mnist
@@ -292,7 +295,7 @@ def test_full_size_idx_mirror_over_http(tmp_path, serve, fake_idx, monkeypatch):
     _assert_mnist_shapes((x, y), (xt, yt))
     assert np.array_equal(x, arrays["x_train"].reshape(60000, 784) / np.float32(255))
     assert np.array_equal(yt, arrays["y_test"])
-    assert os.listdir(tmp_path) == ["mnist.npz"]
+    assert os.listdir(tmp_path) == ["mnist"]
 
 
 # --------------------------------------------------------------------------- fetch + verify
@@ -380,7 +383,7 @@ def test_falls_back_to_the_next_source(tmp_path, fake_idx, monkeypatch):
     monkeypatch.setattr(data, "MIRRORS", ((str(folder), ("idx",)),))
     monkeypatch.setenv(MIRROR_ENV, str(tmp_path / "missing"))
     path = data.ensure_mnist(tmp_path / "cache", progress=False)
-    assert path == tmp_path / "cache" / "mnist.npz" and path.is_file()
+    assert path == tmp_path / "cache" / "mnist" and sorted(os.listdir(path)) == CACHE_FILES
 
 
 # --------------------------------------------------------------------------- the pickle
@@ -463,54 +466,119 @@ def test_tampered_pickle_in_folder_mirror(tmp_path, monkeypatch):
 
 # --------------------------------------------------------------------------- the cache
 
-def test_interrupted_conversion_leaves_nothing(tmp_path, fake_idx, monkeypatch):
-    folder, table, _ = fake_idx
+def test_interrupted_conversion_leaves_no_cache(tmp_path, fake_idx, monkeypatch):
+    folder, table, arrays = fake_idx
     monkeypatch.setattr(data, "IDX_FILES", table)
     monkeypatch.setenv(MIRROR_ENV, str(folder))
+    real_save, calls = np.save, []
 
-    def savez_then_crash(file, **arrays):
-        file.write(b"PK\x03\x04 half a zip")
-        raise KeyboardInterrupt  # e.g. the student pressed Ctrl-C / the kernel was interrupted
+    def save_then_crash(file, array, **kwargs):
+        calls.append(array)
+        if len(calls) == 2:  # the first file is written, the second interrupted halfway
+            file.write(b"\x93NUMPY half an array")
+            raise KeyboardInterrupt  # e.g. the student pressed Ctrl-C / the kernel was interrupted
+        real_save(file, array, **kwargs)
 
-    monkeypatch.setattr(data.np, "savez", savez_then_crash)
+    monkeypatch.setattr(data.np, "save", save_then_crash)
     with pytest.raises(KeyboardInterrupt):
         data.load_mnist(tmp_path)
-    assert os.listdir(tmp_path) == []
+    assert os.listdir(tmp_path) == ["mnist"]
+    assert os.listdir(tmp_path / "mnist") == ["x_train.npy"]  # complete; no SHA256SUMS: no cache
+    monkeypatch.setattr(data.np, "save", real_save)
+    (x, _), (_, y) = data.load_mnist(tmp_path, flatten=False)  # so the next load builds it
+    assert np.array_equal(x * 255, arrays["x_train"]) and np.array_equal(y, arrays["y_test"])
 
 
-@pytest.mark.parametrize("content", ["garbage", "wrong shapes", "object array", "missing key"])
-def test_damaged_cache_is_reported(tmp_path, content):
-    path = tmp_path / "mnist.npz"
-    fake = _fake_mnist()
-    if content == "garbage":
-        path.write_bytes(b"this is not an npz file")
-    elif content == "wrong shapes":
-        np.savez(path, **dict(fake, x_test=fake["x_test"][:, :27]))
-    elif content == "object array":
-        np.savez(path, **dict(fake, y_test=np.array([None] * 10000)))
-    else:
-        np.savez(path, **{k: v for k, v in fake.items() if k != "y_train"})
+@pytest.fixture(scope="module")
+def fake_cache(tmp_path_factory):
+    """A valid cache folder of the fake MNIST, written once the way tinynn writes it."""
+    folder = tmp_path_factory.mktemp("fake-cache") / "mnist"
+    data._write_cache(folder, data._as_cached(_fake_mnist()))
+    return folder
+
+
+def _replace(folder, key, array, allow_pickle=False):
+    """Put ``array`` in the cache as ``key`` and update its line of SHA256SUMS to match."""
+    np.save(folder / f"{key}.npy", array, allow_pickle=allow_pickle)
+    sums = (folder / "SHA256SUMS").read_text().splitlines()
+    line = f"{_sha256(folder / f'{key}.npy')}  {key}.npy"
+    (folder / "SHA256SUMS").write_text(
+        "\n".join(line if old.endswith(f" {key}.npy") else old for old in sums) + "\n")
+
+
+def _flip_one_byte(path):
+    raw = bytearray(path.read_bytes())
+    raw[len(raw) // 2] ^= 1
+    path.write_bytes(bytes(raw))
+
+
+DAMAGE = {  # how to damage a copy of the fake cache, and what the message then says
+    "one byte changed": (lambda f: _flip_one_byte(f / "x_test.npy"),
+                         "x_test.npy does not match its SHA-256"),
+    "garbage": (lambda f: (f / "y_train.npy").write_bytes(b"not an npy file"),
+                "y_train.npy does not match its SHA-256"),
+    "missing file": (lambda f: (f / "x_train.npy").unlink(), "x_train.npy"),
+    "garbled SHA256SUMS": (lambda f: (f / "SHA256SUMS").write_text("junk\n"),
+                           "not enough values"),
+    "wrong shapes": (lambda f: _replace(f, "x_test", np.zeros((10000, 28, 27), np.float32)),
+                     r"x_test should be float32 of shape (10000, 28, 28)"),
+    "uint8 pixels": (lambda f: _replace(f, "x_train", _fake_mnist()["x_train"]),
+                     "x_train should be float32"),
+    "object array": (lambda f: _replace(f, "y_test", np.array([None] * 10000), allow_pickle=True),
+                     "Python objects"),
+}
+
+
+@pytest.mark.parametrize("damage", DAMAGE)
+def test_damaged_cache_is_reported(tmp_path, fake_cache, damage):
+    make, why = DAMAGE[damage]
+    make(shutil.copytree(fake_cache, tmp_path / "mnist"))
     with pytest.raises(DataError) as err:
         data.load_mnist(tmp_path)
     message = str(err.value)
-    assert str(path) in message and "damaged" in message
+    assert str(tmp_path / "mnist") in message and "damaged" in message and why in message
     assert "Delete it" in message and "python -m tinynn data" in message
+
+
+def test_arrays_share_the_cache_pages_and_writes_stay_private(tmp_path, fake_cache):
+    """The point of the memory-mapped cache: loading copies nothing into the process (its
+    anonymous memory, which no other process can share, hardly grows, though every pixel is
+    read), and writing to a returned array changes neither the file nor the next load."""
+    rollup = Path("/proc/self/smaps_rollup")
+    if not rollup.is_file():
+        pytest.skip("needs Linux's /proc/self/smaps_rollup to measure memory")
+
+    def anonymous_mb():
+        line = next(line for line in rollup.read_text().splitlines() if line.startswith("Anon"))
+        return int(line.split()[1]) / 1024
+
+    shutil.copytree(fake_cache, tmp_path / "mnist")
+    before = anonymous_mb()
+    (x, y), (xt, yt) = data.load_mnist(tmp_path)
+    assert x.max() == 250 / 255 and xt.sum() > 0 and np.bincount(y).tolist() == [6000] * 10
+    grown = anonymous_mb() - before
+    assert (x.nbytes + xt.nbytes) / 2**20 > 200 and grown < 20, f"{grown:.0f} MB copied"
+    assert x.flags.writeable  # as before: the arrays may be changed, e.g. normalised in place
+    x[0] = 1.0
+    (again, _), _ = data.load_mnist(tmp_path)
+    assert again[0].max() == 0.0 and x[0].min() == 1.0
 
 
 def test_ensure_mnist_rebuilds_damaged_cache(tmp_path, fake_idx, monkeypatch):
     folder, table, arrays = fake_idx
     monkeypatch.setattr(data, "IDX_FILES", table)
     monkeypatch.setenv(MIRROR_ENV, str(folder))
-    (tmp_path / "mnist.npz").write_bytes(b"junk")
+    (tmp_path / "mnist").mkdir()
+    (tmp_path / "mnist" / "SHA256SUMS").write_bytes(b"junk")
     with pytest.warns(UserWarning, match="damaged"):
         path = data.ensure_mnist(tmp_path, progress=False)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert data.ensure_mnist(tmp_path, progress=False) == path  # valid now: no rebuild
-    with np.load(path, allow_pickle=False) as npz:
-        assert np.array_equal(npz["x_train"], arrays["x_train"])
-    assert os.listdir(tmp_path) == ["mnist.npz"]
-    assert (path.stat().st_mode & 0o777) == 0o644
+    x_train = np.load(path / "x_train.npy", allow_pickle=False)
+    assert np.array_equal(x_train * 255, arrays["x_train"])
+    assert os.listdir(tmp_path) == ["mnist"] and sorted(os.listdir(path)) == CACHE_FILES
+    assert {(f.stat().st_mode & 0o777) for f in path.iterdir()} == {0o644}  # others may read
 
 
 def test_default_data_dir(tmp_path, monkeypatch):
