@@ -18,6 +18,8 @@ from tinynn.course.grading import MIME, REGISTRY, grade
 from tinynn.errors import ConfigError
 from tinynn.random import rng
 
+from conftest_helpers import StudentDense
+
 # The exercise ids of the grading contract, notebook by notebook (00 … 12).
 CONTRACT_IDS = [
     "predict_classes", "accuracy", "dense", "sigmoid", "leaky_relu", "softmax_cross_entropy",
@@ -37,23 +39,8 @@ def outcome(exercise_id, *candidates):
 
 
 # ================================================================ honest implementations
-class MyDense(tn.Layer):
-    def __init__(self, units):
-        super().__init__()
-        self.units = units
-
-    def forward(self, x, training=True):
-        if "w" not in self.params:
-            self.params["w"] = tn.initializers.xavier_uniform((x.shape[1], self.units), x.dtype)
-            self.params["b"] = np.zeros(self.units, dtype=x.dtype)
-            self.grads = {name: np.zeros_like(p) for name, p in self.params.items()}
-        self.x = x
-        return x @ self.params["w"] + self.params["b"]
-
-    def backward(self, grad):
-        self.grads["w"] = self.x.T @ grad
-        self.grads["b"] = grad.sum(axis=0)
-        return grad @ self.params["w"].T
+class MyDense(StudentDense):
+    """Notebook 01's exercise, done right (conftest_helpers)."""
 
 
 class MeanBiasDense(MyDense):
@@ -331,11 +318,8 @@ def test_borrowed_reference_code_is_refused_by_name(exercise_id, candidate, word
     assert not passed and words in message, message
 
 
-class ScaffoldedMomentum(tn.Optimizer):
+class ScaffoldedMomentum(MyMomentum):
     """Notebook 04's solution: its update is tinynn's Momentum.update, to the instruction."""
-    def __init__(self, lr=0.01, momentum=0.9, nesterov=False, weight_decay=0.0):
-        super().__init__(lr, weight_decay)
-        self.momentum, self.nesterov = momentum, nesterov
 
     def update(self, param, grad):
         (velocity,) = self.slots(param, 1)
