@@ -6,8 +6,9 @@
 * ``nbgrader autograde`` of the untouched student version of every notebook: it runs top to
   bottom (each check says "not yet implemented", nothing else raises) and scores 0.
 * For the notebooks in ``ALSO_RIGHT_AND_WRONG``, autograde also tells two more submissions apart:
-  the solution gets full marks, and one planted mistake loses exactly that exercise's point.
-  Written (Markdown) answers are left for the teacher.
+  the solution gets full marks, and one planted mistake loses exactly that exercise's point
+  (and ``python -m tinynn grade`` gives the same points, DESIGN §5). Written (Markdown) answers
+  are left for the teacher.
 
 Every autograde executes the whole notebook, so these are the slow tests. CI runs them with one
 BLAS thread on both cores (``pytest -n auto --dist loadscope``: one test class per notebook, so a
@@ -25,6 +26,7 @@ import nbformat
 import pytest
 
 from tinynn.course.classroom import make_student_notebook
+from tinynn.course.grader import grade_submissions
 
 nbgrader = pytest.importorskip("nbgrader", reason="nbgrader is a test dependency (requirements.txt)")
 from nbgrader.api import Gradebook  # noqa: E402
@@ -33,6 +35,7 @@ from traitlets.config import Config  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 ALSO_RIGHT_AND_WRONG = ("01", "02", "03", "11")  # a layer, two, a loss, autograd: 4 kinds
+AGREE_WITH_TINYNN_GRADE = ("02",)  # DESIGN §5: both graders give the same points
 COURSE = sorted((ROOT / "notebooks").glob("*.ipynb"))
 CONFIG = ROOT / "notebooks" / "nbgrader_config.py"
 # nbgrader 0.9.6's own gradebook code triggers SQLAlchemy's autoflush warnings: not ours to fix
@@ -157,7 +160,7 @@ def autograde(tmp_path, path, kinds):
                        if g.name.startswith("written_")), student
     autograded = {student: nbformat.read(course / "autograded" / student / path.stem / path.name,
                                          as_version=4) for student in kinds}
-    return scores, autograded, graded_cells(source)
+    return scores, autograded, graded_cells(source), course
 
 
 def errors_outside_tests(nb):
@@ -177,7 +180,7 @@ class AutogradeTests:
     path = None
 
     def test_untouched_student_version_runs_through_and_scores_zero(self, tmp_path):
-        scores, autograded, points = autograde(tmp_path, self.path, ["untouched"])
+        scores, autograded, points, _ = autograde(tmp_path, self.path, ["untouched"])
         nb = autograded["untouched"]
         assert errors_outside_tests(nb) == [], "these cells raised"
         checks = [printed(cell) for cell in nb.cells if cell.cell_type == "code"
@@ -190,12 +193,19 @@ class AutogradeTests:
         if self.path.name[:2] not in ALSO_RIGHT_AND_WRONG:
             pytest.skip("solution and mistake autograded for 01, 02, 03 and 11 only (time budget); "
                         "this notebook's hidden tests run under nbval (see the module docstring)")
-        scores, autograded, points = autograde(tmp_path, self.path, ["solution", "mistake"])
+        scores, autograded, points, course = autograde(tmp_path, self.path,
+                                                       ["solution", "mistake"])
         assert all(errors_outside_tests(nb) == [] for nb in autograded.values())
         first = first_exercise(nbformat.read(self.path, as_version=4))
         assert {k: scores["solution"][k] for k in points} == points
         assert {k: scores["mistake"][k] for k in points} == {k: (0 if k == first else p)
                                                               for k, p in points.items()}
+        if self.path.name[:2] in AGREE_WITH_TINYNN_GRADE:  # the same submissions, our grader
+            rows = grade_submissions(course / "submitted", source=ROOT / "notebooks", jobs=2)
+            ours = {row["student"]: {k.split(":", 1)[1]: v for k, v in row.items()
+                                     if k.startswith(f"{self.path.stem}:")} for row in rows}
+            assert ours == {student: {k: scores[student][k] for k in points}
+                            for student in ("solution", "mistake")}
 
 
 # One class per notebook (see the module docstring): TestAutograde00Overview, ...
