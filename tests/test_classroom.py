@@ -143,6 +143,8 @@ def test_writes_every_notebook_and_returns_the_paths(tmp_path):
     student = nbformat.read(out / "01_a.ipynb", as_version=4)
     nbformat.validate(student)
     assert "raise NotImplementedError()" in student.cells[0].source
+    # readable by everyone (issue 14: they were 0600, unreadable for others on a shared hub)
+    assert {oct(path.stat().st_mode & 0o777) for path in out.iterdir()} == {"0o644"}
     assert write_student_notebooks(tmp_path / "course" / "02_b.ipynb", tmp_path / "one") == \
         [str(tmp_path / "one" / "02_b.ipynb")]
 
