@@ -14,7 +14,10 @@ How it measures, and why:
 - An epoch is one shuffled pass over 60,000 synthetic samples (seeded), timed from the first batch
   to the last, with the per-batch loss and accuracy bookkeeping both frameworks' loops do. Each
   run times a few epochs (MLP 3, CNN 2) and keeps the fastest: other jobs only ever add time.
-  PyTorch runs with torch.set_num_threads(2) and a plain tensor-indexing loop (no DataLoader).
+  Both frameworks get the same number of threads (--threads, default 2): PyTorch through
+  torch.set_num_threads, numpy's BLAS through threadpoolctl (else OpenBLAS starts a thread per
+  core of the host, even when the process may use only two of them); the table records both.
+  PyTorch runs a plain tensor-indexing loop (no DataLoader).
 - The GEMM floor is the time plain numpy takes for just the matrix products an epoch needs
   (forward, weight gradient, and the input gradient of every layer but the first), with
   preallocated operands. "Within 3x of the floor" compares an epoch with it.
@@ -338,7 +341,7 @@ def torch_epoch(net, opt, loss_fn, x, y, batch, seed):
 
 def run_torch(job):
     import torch
-    torch.set_num_threads(2)
+    torch.set_num_threads(job["threads"])
     model_name, n, batch = job["model"], job["n"], job["batch"]
     x_np, y_np = make_data(n, model_name)
     tinynn_model = build_tinynn(model_name)
@@ -357,7 +360,7 @@ def run_torch(job):
     return {"seconds": seconds, "steps": math.ceil(n / batch), "threads": torch.get_num_threads()}
 
 
-def environment_facts(framework):
+def environment_facts(framework, threads):
     """Library versions and the BLAS each framework runs (after a GEMM has loaded it)."""
     import numpy as np
     facts = {"numpy": np.__version__, "python": platform.python_version()}
@@ -365,7 +368,7 @@ def environment_facts(framework):
     a @ a
     if framework == "torch":
         import torch
-        torch.set_num_threads(2)
+        torch.set_num_threads(threads)
         torch.ones(64, 64) @ torch.ones(64, 64)
         facts.update(torch=torch.__version__, torch_threads=torch.get_num_threads(),
                      torch_blas="MKL" if torch.backends.mkl.is_available() else "other",
@@ -389,11 +392,19 @@ def worker(jobs):
     for job in jobs:
         try:
             run = run_torch if job["framework"] == "torch" else run_tinynn
-            results.append(environment_facts(job["framework"]) if job["kind"] == "facts"
-                           else run(job))
+            with blas_threads(job["threads"]):
+                results.append(environment_facts(job["framework"], job["threads"])
+                               if job["kind"] == "facts" else run(job))
         except Exception as e:  # one unavailable model (e.g. no CNN yet) must not sink the rest
             results.append({"error": f"{type(e).__name__}: {e}"})
     print(MARK + json.dumps(results), flush=True)
+
+
+def blas_threads(threads):
+    """numpy's BLAS limited to ``threads`` threads, as PyTorch is (threadpoolctl)."""
+    import numpy  # noqa: F401  (loads OpenBLAS: threadpoolctl limits only loaded libraries)
+    from threadpoolctl import threadpool_limits
+    return threadpool_limits(limits=threads, user_api="blas")
 
 
 # =========================================================================== parent side
@@ -507,7 +518,7 @@ def job_groups(args, framework, repeat, fast_paths):
     ``fast_paths``: per model, the fast-path classes it uses (each gets a textbook epoch)."""
     def job(kind, model="mlp", n=args.samples, batch=128, **extra):
         return {"framework": framework, "kind": kind, "model": model, "n": n, "batch": batch,
-                "seed": repeat, "epochs": args.epochs[model], **extra}
+                "seed": repeat, "epochs": args.epochs[model], "threads": args.threads, **extra}
     groups = [[job("facts")]] if repeat == 0 else []
     for model in args.models:
         groups.append([job("epoch", model)])
@@ -572,7 +583,8 @@ def measure(args):
 
 def find_fast_paths(args, env):
     """{'classes': [...], 'used': {model: [...]}} from a worker (the working tree's tinynn)."""
-    (out,), _ = spawn([{"framework": "tinynn", "kind": "fast_classes", "models": args.models}], env)
+    (out,), _ = spawn([{"framework": "tinynn", "kind": "fast_classes", "models": args.models,
+                       "threads": args.threads}], env)
     if "error" in out:
         say(f"fast paths: {out['error']}")
         return {"classes": [], "used": {}, "error": out["error"]}
@@ -611,7 +623,9 @@ def report(data, args, command):
         f"Command: `{command}`  ",
         f"Date: {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}; "
         f"{'QUICK (tiny sizes: numbers mean nothing)' if args.quick else 'full run'}; "
-        f"{args.repeats} repeat(s), {args.samples} samples per epoch.", "",
+        f"{args.repeats} repeat(s), {args.samples} samples per epoch; both frameworks limited "
+        f"to {args.threads} threads (PyTorch: torch.set_num_threads; numpy's BLAS: threadpoolctl).",
+        "",
         *busy_warning(data),
         "## Machine and libraries", "",
         f"- CPU: {cpu_model()}, {os.cpu_count()} logical cores "
@@ -838,6 +852,8 @@ def main(argv=None):
                         "CPU idle (on a shared machine)")
     p.add_argument("--retries", type=int, default=0,
                    help="rerun a measurement up to N times while other processes disturbed it")
+    p.add_argument("--threads", type=int, default=2,
+                   help="threads for both frameworks: PyTorch's and numpy's BLAS (default 2)")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "RESULTS.md"),
                    help="markdown file to write (default benchmarks/RESULTS.md)")
     p.add_argument("--worker", help=argparse.SUPPRESS)

@@ -19,11 +19,15 @@ def table_rows(markdown, heading):
 def test_quick_benchmark_writes_the_results_table(tmp_path):
     out = tmp_path / "results.md"
     proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench.py"), "--quick",
-                           "--out", str(out)], capture_output=True, text=True, cwd=ROOT,
-                          timeout=600)
+                           "--threads", "1", "--out", str(out)], capture_output=True, text=True,
+                          cwd=ROOT, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     text = out.read_text()
-    assert "BLAS seen by threadpoolctl in the tinynn process" in text
+    # Like with like: numpy's BLAS gets the thread count PyTorch gets, whatever the host's cores.
+    assert "both frameworks limited to 1 threads" in text
+    (blas,) = [line for line in text.splitlines()
+               if line.startswith("- BLAS seen by threadpoolctl in the tinynn process")]
+    assert "openblas" in blas and ", 1 threads (" in blas and ", 2 threads (" not in blas
 
     epochs = {row[0]: row for row in table_rows(text, "Seconds per epoch")}
     assert set(epochs) == {"mlp", "cnn"}
