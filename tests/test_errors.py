@@ -270,6 +270,12 @@ CASES = [
     ("save_before_build", fresh_unbuilt_save, tn.ConfigError, ["no parameters yet", "predict once"]),
     ("average_weights_decay_of_one", lambda e: tn.AverageWeights(decay=1),
      tn.ConfigError, ["AverageWeights", "decay", "between 0 and 1", "got 1"]),
+    ("predict_batch_size_zero", lambda e: e.model.predict(e.x, batch_size=0),
+     tn.ConfigError, ["Model.predict", "batch_size", "positive integer", "got 0"]),
+    ("evaluate_batch_size_zero", lambda e: e.model.evaluate(e.x, e.y, batch_size=0),
+     tn.ConfigError, ["Model.evaluate", "batch_size", "positive integer", "got 0"]),
+    ("model_integer_dtype", lambda e: tn.Model(e.net, tn.MSE(), tn.SGD(), dtype=np.int64),
+     tn.ConfigError, ["Model", "dtype", "floating-point", "int64"]),
     ("save_into_a_missing_folder", lambda e: e.model.save(e.tmp / "runs" / "model.npz"),
      tn.DataError, ["Model.save", "runs", "does not exist", "os.makedirs"]),
 ]

@@ -119,6 +119,40 @@ def test_train_step_predict_and_evaluate():
     assert model.predict(x.astype(np.float64)).dtype == np.float32  # cast to the net's dtype
 
 
+# ------------------------------------------------------------------ the dtype rule
+def test_model_honours_a_dtype_declared_on_unbuilt_layers():
+    """Dense(8, dtype=np.float64), built lazily: the model converts float32 data to float64
+    (it used to convert to float32, which the layer then refused)."""
+    tn.seed(0)
+    x, y = toy_data(n=24)
+    net = tn.Net([tn.Dense(8, dtype=np.float64), tn.ReLU(), tn.Dense(3, dtype=np.float64)])
+    model = tn.Model(net, tn.SoftmaxCrossEntropy(), tn.Adam(lr=1e-2))
+    assert model.dtype == np.float64
+    history = model.fit(x, y, epochs=2, batch_size=8)
+    assert history["stopped"] is None
+    assert {p.dtype for p in net.params} == {np.dtype(np.float64)}
+    assert model.predict(x).dtype == np.float64
+
+
+def test_a_declared_dtype_on_a_later_layer_counts_too():
+    net = tn.Net([tn.Flatten(), tn.Dense(3, dtype=np.float64)])
+    model = tn.Model(net, tn.MSE(), tn.SGD())
+    assert model.predict(np.ones((2, 2, 2), np.float32)).dtype == np.float64
+
+
+@pytest.mark.parametrize("layers, model_dtype, expected", [
+    (lambda: [tn.Dense(3)], np.float32, np.float32),        # the default
+    (lambda: [tn.Dense(3)], np.float64, np.float64),        # Model(dtype=) for undeclared layers
+    (lambda: [tn.Dense(3, dtype=np.float32)], np.float64, np.float32),  # the layer's declaration
+    (lambda: [tn.Dense(3, in_features=2)], np.float64, np.float32),     # built params win
+], ids=["default", "model_dtype", "declared_wins", "built_wins"])
+def test_model_dtype_rule(layers, model_dtype, expected):
+    model = tn.Model(tn.Net(layers()), tn.MSE(), tn.SGD(), dtype=model_dtype)
+    assert model.dtype == expected
+    assert model.predict(np.ones((2, 2))).dtype == expected
+    assert model.dtype == expected  # and it stays after the net is built
+
+
 def conv_first_net():
     from tinynn.conv import Conv2D, MaxPool2D
     return tn.Net([Conv2D(4, 3, padding="same"), MaxPool2D(2), tn.ReLU(), tn.Flatten(), tn.Dense(3)])
