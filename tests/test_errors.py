@@ -251,12 +251,13 @@ CASES = [
     ("directory_instead_of_file", lambda e: e.load(e.tmp),
      tn.DataError, ["not a readable tinynn model file"]),
     ("architecture_mismatch", lambda e: e.load(other_architecture(e)),
-     tn.DataError, ["different architecture", "the file has", "'units': 16", "this net has",
-                    "'units': 8"]),
+     tn.DataError, ["different architecture", "layer 0 (Dense)", "the file has units=16",
+                    "this net has units=8"]),
     ("pickled_object_in_npz", lambda e: e.load(pickled_model_file(e)),
      tn.DataError, ["pickled.npz", "not a readable tinynn model file", "allow_pickle=False"]),
     ("format_version_from_the_future", lambda e: e.load(e.tampered("v99.npz", format_version=np.array(99))),
-     tn.DataError, ["format version 99", "reads versions 1 and 2"]),
+     tn.DataError, ["format version 99", "tinynn 0.1.0", "reads versions 1, 2 and 3",
+                    "upgrade tinynn"]),
     ("architecture_not_json", lambda e: e.load(e.tampered("arch.npz", architecture=np.array("{oops"))),
      tn.DataError, ["arch.npz", "not a readable tinynn model file"]),
     ("architecture_malformed", lambda e: e.load(e.tampered("arch2.npz", architecture=np.array("42"))),
@@ -270,6 +271,12 @@ CASES = [
     ("save_before_build", fresh_unbuilt_save, tn.ConfigError, ["no parameters yet", "predict once"]),
     ("average_weights_decay_of_one", lambda e: tn.AverageWeights(decay=1),
      tn.ConfigError, ["AverageWeights", "decay", "between 0 and 1", "got 1"]),
+    ("predict_batch_size_zero", lambda e: e.model.predict(e.x, batch_size=0),
+     tn.ConfigError, ["Model.predict", "batch_size", "positive integer", "got 0"]),
+    ("evaluate_batch_size_zero", lambda e: e.model.evaluate(e.x, e.y, batch_size=0),
+     tn.ConfigError, ["Model.evaluate", "batch_size", "positive integer", "got 0"]),
+    ("model_integer_dtype", lambda e: tn.Model(e.net, tn.MSE(), tn.SGD(), dtype=np.int64),
+     tn.ConfigError, ["Model", "dtype", "floating-point", "int64"]),
     ("save_into_a_missing_folder", lambda e: e.model.save(e.tmp / "runs" / "model.npz"),
      tn.DataError, ["Model.save", "runs", "does not exist", "os.makedirs"]),
 ]
@@ -459,8 +466,8 @@ def test_saved_file_is_plain_npz_without_pickles(tmp_path):
     env = Env(tmp_path)
     with zipfile.ZipFile(env.saved) as archive:
         names = sorted(archive.namelist())
-    assert names == sorted(["format_version.npy", "architecture.npy", "param.0.w.npy",
-                            "param.0.b.npy", "param.2.w.npy", "param.2.b.npy"])
+    assert names == sorted(["format_version.npy", "tinynn_version.npy", "architecture.npy",
+                            "param.0.w.npy", "param.0.b.npy", "param.2.w.npy", "param.2.b.npy"])
     with np.load(env.saved, allow_pickle=False) as f:  # loads without allowing pickles
-        assert int(f["format_version"]) == 2  # 2: parameters and layer state (issue 13)
+        assert int(f["format_version"]) == 3  # 3: + tinynn's version and the dtypes
         assert json.loads(str(f["architecture"]))[0]["type"] == "Dense"

@@ -1,7 +1,5 @@
 """Net and Model: lazy building, parameters in and out, fit and its history, callbacks,
-reproducibility, save/load, and a real MNIST run."""
-import os
-
+reproducibility, the dtype rule, and a real MNIST run (save/load: test_saving.py)."""
 import numpy as np
 import pytest
 
@@ -21,9 +19,11 @@ def test_net_builds_lazily_on_the_first_forward():
     assert [p.shape for p in net.params] == [(4, 5), (5,), (5, 2)]
     assert [g.shape for g in net.grads] == [(4, 5), (5,), (5, 2)]
     assert net.architecture() == [
-        {"type": "Dense", "units": 5, "bias": True, "params": {"w": [4, 5], "b": [5]}, "state": {}},
-        {"type": "ReLU", "params": {}, "state": {}},
-        {"type": "Dense", "units": 2, "bias": False, "params": {"w": [5, 2]}, "state": {}}]
+        {"type": "Dense", "units": 5, "bias": True, "dtype": "float32",
+         "params": {"w": [4, 5], "b": [5]}, "state": {}},
+        {"type": "ReLU", "dtype": None, "params": {}, "state": {}},
+        {"type": "Dense", "units": 2, "bias": False, "dtype": "float32",
+         "params": {"w": [5, 2]}, "state": {}}]
 
 
 def test_params_are_live_arrays_and_get_params_returns_copies():
@@ -117,6 +117,40 @@ def test_train_step_predict_and_evaluate():
     full = model.net.forward(x, training=False)
     np.testing.assert_allclose(model.predict(x, batch_size=7), full, rtol=1e-6)
     assert model.predict(x.astype(np.float64)).dtype == np.float32  # cast to the net's dtype
+
+
+# ------------------------------------------------------------------ the dtype rule
+def test_model_honours_a_dtype_declared_on_unbuilt_layers():
+    """Dense(8, dtype=np.float64), built lazily: the model converts float32 data to float64
+    (it used to convert to float32, which the layer then refused)."""
+    tn.seed(0)
+    x, y = toy_data(n=24)
+    net = tn.Net([tn.Dense(8, dtype=np.float64), tn.ReLU(), tn.Dense(3, dtype=np.float64)])
+    model = tn.Model(net, tn.SoftmaxCrossEntropy(), tn.Adam(lr=1e-2))
+    assert model.dtype == np.float64
+    history = model.fit(x, y, epochs=2, batch_size=8)
+    assert history["stopped"] is None
+    assert {p.dtype for p in net.params} == {np.dtype(np.float64)}
+    assert model.predict(x).dtype == np.float64
+
+
+def test_a_declared_dtype_on_a_later_layer_counts_too():
+    net = tn.Net([tn.Flatten(), tn.Dense(3, dtype=np.float64)])
+    model = tn.Model(net, tn.MSE(), tn.SGD())
+    assert model.predict(np.ones((2, 2, 2), np.float32)).dtype == np.float64
+
+
+@pytest.mark.parametrize("layers, model_dtype, expected", [
+    (lambda: [tn.Dense(3)], np.float32, np.float32),        # the default
+    (lambda: [tn.Dense(3)], np.float64, np.float64),        # Model(dtype=) for undeclared layers
+    (lambda: [tn.Dense(3, dtype=np.float32)], np.float64, np.float32),  # the layer's declaration
+    (lambda: [tn.Dense(3, in_features=2)], np.float64, np.float32),     # built params win
+], ids=["default", "model_dtype", "declared_wins", "built_wins"])
+def test_model_dtype_rule(layers, model_dtype, expected):
+    model = tn.Model(tn.Net(layers()), tn.MSE(), tn.SGD(), dtype=model_dtype)
+    assert model.dtype == expected
+    assert model.predict(np.ones((2, 2))).dtype == expected
+    assert model.dtype == expected  # and it stays after the net is built
 
 
 def conv_first_net():
@@ -357,125 +391,6 @@ def test_fit_seed_changes_only_the_shuffling():
     history_a, _ = run(11, fit_seed=1)
     history_b, _ = run(11, fit_seed=2)
     assert history_a["step_loss"] != history_b["step_loss"]
-
-
-# ------------------------------------------------------------------ save / load
-@pytest.fixture
-def trained(tmp_path):
-    tn.seed(0)
-    x, y = toy_data(n=40)
-    model = small_classifier()
-    model.fit(x, y, epochs=2, batch_size=8)
-    return model, x, model.save(tmp_path / "model.npz")
-
-
-def test_save_load_round_trip_gives_identical_predictions(trained, tmp_path):
-    model, x, path = trained
-    assert path == tmp_path / "model.npz" and path.exists()
-    assert sorted(os.listdir(tmp_path)) == ["model.npz"]  # no temporary file left behind
-    tn.seed(99)
-    other = small_classifier()
-    other.predict(x)  # built, with different random weights
-    assert not np.array_equal(other.predict(x), model.predict(x))
-    other.optimizer.step(other.net.params, other.net.grads)
-    other.load(path)
-    np.testing.assert_array_equal(other.predict(x), model.predict(x))
-    assert params_equal(other.net.get_params(), model.net.get_params())
-    assert other.optimizer.t == 0 and other.optimizer.state == {}  # fresh optimizer state
-
-
-def test_save_adds_the_npz_suffix(trained, tmp_path):
-    model, _, _ = trained
-    assert model.save(tmp_path / "weights") == tmp_path / "weights.npz"
-    assert model.save(str(tmp_path / "w2.npz")) == tmp_path / "w2.npz"
-
-
-def test_an_unbuilt_net_can_load_a_saved_file(trained):
-    model, x, path = trained
-    fresh = small_classifier()
-    assert fresh.net.params == []
-    fresh.load(path)
-    np.testing.assert_array_equal(fresh.predict(x), model.predict(x))
-    fresh.fit(x, np.zeros(len(x), np.int64), epochs=1, batch_size=8)  # and can keep training
-
-
-def test_loading_into_a_different_architecture_names_both(trained):
-    model, x, path = trained
-    other = small_classifier(hidden=16)
-    other.predict(x)
-    before = other.net.get_params()
-    with pytest.raises(tn.DataError) as info:
-        other.load(path)
-    message = str(info.value)
-    assert "different architecture" in message and str(path) in message
-    assert "'units': 8" in message and "'units': 16" in message
-    assert "the file has" in message and "this net has" in message
-    assert params_equal(other.net.get_params(), before)
-
-
-def test_save_load_keeps_batchnorm_running_statistics(tmp_path):
-    from tinynn.norm import BatchNorm
-    tn.seed(0)
-    x, y = toy_data(n=40)
-
-    def make():
-        return tn.Model(tn.Net([tn.Dense(8), BatchNorm(), tn.ReLU(), tn.Dense(3)]),
-                        tn.SoftmaxCrossEntropy(), tn.Adam(lr=1e-2))
-    model = make()
-    model.fit(x * 3 + 2, y, epochs=3, batch_size=8)  # running statistics far from 0 and 1
-    path = model.save(tmp_path / "bn.npz")
-    built = make()
-    built.fit(x, y, epochs=1, batch_size=8)  # different weights and statistics
-    for fresh in (make(), built):  # unbuilt, and built
-        fresh.load(path)
-        np.testing.assert_array_equal(fresh.predict(x), model.predict(x))
-        for name, value in model.net.layers[1].state.items():
-            np.testing.assert_array_equal(fresh.net.layers[1].state[name], value)
-
-
-def test_a_file_without_the_state_of_a_stateful_layer_is_refused(tmp_path):
-    from tinynn.norm import BatchNorm
-    tn.seed(0)
-    x, y = toy_data(n=40)
-    model = tn.Model(tn.Net([tn.Dense(8), BatchNorm(), tn.Dense(3)]), tn.SoftmaxCrossEntropy(),
-                     tn.Adam(lr=1e-2))
-    model.fit(x, y, epochs=1, batch_size=8)
-    path = model.save(tmp_path / "bn.npz")
-    with np.load(path) as f:
-        arrays = {k: f[k] for k in f.files if k != "state.1.running_var"}
-    np.savez(tmp_path / "cut.npz", **arrays)
-    before = model.net.state_dict()
-    with pytest.raises(tn.DataError, match="state.1.running_var"):
-        model.load(tmp_path / "cut.npz")
-    assert params_equal(model.net.state_dict(), before)
-
-
-def test_a_version_1_file_still_loads_and_one_with_batchnorm_is_refused(tmp_path):
-    """Version 1 files held parameters only: fine for a net without layer state, a clear
-    DataError for one with BatchNorm (its running statistics are not in the file)."""
-    import json
-    from tinynn.norm import BatchNorm
-    tn.seed(0)
-    x, y = toy_data(n=40)
-    for layers, ok in (([tn.Dense(8), tn.ReLU(), tn.Dense(3)], True),
-                       ([tn.Dense(8), BatchNorm(), tn.Dense(3)], False)):
-        model = tn.Model(tn.Net(layers), tn.SoftmaxCrossEntropy(), tn.Adam(lr=1e-2))
-        model.fit(x, y, epochs=1, batch_size=8)
-        arch = model.net.architecture()
-        for layer in arch:
-            layer.pop("state", None)
-        arrays = {k: v for k, v in model.net.state_dict().items() if k.startswith("param.")}
-        np.savez(tmp_path / "v1.npz", format_version=np.array(1),
-                 architecture=np.array(json.dumps(arch)), **arrays)
-        fresh = tn.Model(tn.Net([type(l)(*([l.units] if hasattr(l, "units") else []))
-                                 for l in layers]), tn.SoftmaxCrossEntropy(), tn.Adam())
-        if ok:
-            fresh.load(tmp_path / "v1.npz")
-            np.testing.assert_array_equal(fresh.predict(x), model.predict(x))
-        else:
-            with pytest.raises(tn.DataError, match="running_mean"):
-                fresh.load(tmp_path / "v1.npz")
-            assert fresh.net.params == []  # unbuilt, and still unbuilt: nothing adopted
 
 
 # ------------------------------------------------------------------ real MNIST

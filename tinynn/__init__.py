@@ -7,6 +7,10 @@
 
 The core imports numpy only; the course tooling (tinynn.course: plots, widgets, exercise checks) loads on demand.
 """
+# The one place the version is written: pyproject.toml reads it from here, and saved model
+# files record it. It comes before the imports, so that tinynn.saving can import it.
+__version__ = "0.1.0"
+
 from . import (autograd, data, diagnostics, functional, initializers, layers, metrics, optimizers,
                schedules)
 from .autograd import Tensor
@@ -29,5 +33,3 @@ from .norm import BatchNorm
 from .optimizers import SGD, Adam, AdamW, Momentum, Optimizer, RMSProp
 from .random import seed
 from .schedules import CosineDecay, ExponentialDecay, Schedule, StepDecay, WarmUp
-
-__version__ = "0.1.0"

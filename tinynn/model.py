@@ -5,6 +5,12 @@ One training step is the whole story of deep learning:
     value, grad = loss(pred, y)           # how wrong, and in which direction
     net.backward(grad)                    # gradients of every parameter (chain rule)
     optimizer.step(net.params, net.grads) # move the parameters a little downhill
+
+The dtype rule: a model computes in one dtype, ``model.dtype``, and converts the data to it once,
+on the way in (layers never cast). It is the dtype of the net's parameters once they exist;
+before that, the dtype a layer declares (``Dense(8, dtype=np.float64)``, built on the first
+forward); else ``Model(..., dtype=)``, float32 by default. ``model.load(path)`` gives the model
+the dtype the file was saved in: its parameters, state and predictions (see tinynn.saving).
 """
 import math
 import warnings
@@ -14,7 +20,7 @@ import numpy as np
 from . import saving
 from .batches import BatchIterator
 from .data import holdout_last
-from .checks import check_batch, check_int, check_targets
+from .checks import check_batch, check_float_dtype, check_int, check_targets
 from .errors import ConfigError, DivergenceWarning
 from .interrupt import HoldCtrlC
 from .losses import SigmoidCrossEntropy, SoftmaxCrossEntropy
@@ -23,6 +29,14 @@ from .net import call_backward
 
 
 class Model:
+    """A net, a loss and an optimizer, and the loop that trains them: ``train_step``, ``fit``,
+    ``predict``, ``evaluate``, ``save`` and ``load``.
+
+    ``model.dtype`` is what the model computes in and converts the data to: the dtype of the
+    net's parameters once they exist; before that, the first dtype a layer declares
+    (``Dense(8, dtype=np.float64)``); else ``dtype`` given here (float32 by default, for
+    speed; float64 for gradient checks). ``load`` gives the model the dtype of the file."""
+
     def __init__(self, net, loss, optimizer, dtype=np.float32):
         for what, value, method in (("net", net, "forward"), ("loss", loss, "__call__"),
                                     ("optimizer", optimizer, "step")):
@@ -30,15 +44,24 @@ class Model:
                 raise ConfigError(f"Model: {what} must be an instance with .{method}, got {value!r}; "
                                   "hint: Model(net, loss, optimizer), e.g. tn.Adam() with ()")
         self.net, self.loss, self.optimizer = net, loss, optimizer
-        self.dtype = np.dtype(dtype)
+        self.default_dtype = check_float_dtype(dtype, "Model")
         self.stop_training = False
         self.history = None
+
+    @property
+    def dtype(self):
+        """The dtype the model computes in (see the class docstring)."""
+        params = self.net.params
+        if params:
+            return params[0].dtype
+        declared = [layer.dtype for layer in getattr(self.net, "layers", ())
+                    if getattr(layer, "dtype", None) is not None]
+        return np.dtype(declared[0]) if declared else self.default_dtype
 
     @property
     def is_classifier(self):
         return isinstance(self.loss, (SoftmaxCrossEntropy, SigmoidCrossEntropy))
 
-    # ------------------------------------------------------------------ one step
     def train_step(self, x, y):
         """Forward, loss, backward, update on one batch; returns the batch loss. A non-finite
         loss skips the update, so the parameters stay as they were."""
@@ -63,20 +86,21 @@ class Model:
                 self.optimizer.step(self.net.params, self.net.grads)
         return value, pred
 
-    # ------------------------------------------------------------------ inference
     def predict(self, x, batch_size=1024):
-        """Network outputs (logits for classifiers) for every sample, in batches."""
+        """Network outputs (logits for classifiers) for every sample, in batches, in the
+        model's dtype."""
+        check_int(batch_size, "batch_size", "Model.predict")
         x = self._as_input(x, "x")
         return np.concatenate([self.net.forward(x[i:i + batch_size], training=False)
                                for i in range(0, len(x), batch_size)])
 
     def evaluate(self, x, y, batch_size=1024):
         """{'loss': mean loss, 'accuracy': fraction correct (classifiers only)}."""
+        check_int(batch_size, "batch_size", "Model.evaluate")
         pred = self.predict(x, batch_size)
         value, _ = self.loss(pred, self._as_target(y, len(pred)))
         return {"loss": value, **({"accuracy": accuracy(pred, y)} if self.is_classifier else {})}
 
-    # ------------------------------------------------------------------ training
     def fit(self, x, y, epochs=1, batch_size=32, validation=None, shuffle=True, seed=None,
             callbacks=(), progress=False, validation_split=None, augment=None):
         """Train for ``epochs`` passes over (x, y). Returns the history: per-epoch 'loss' (and
@@ -186,10 +210,8 @@ class Model:
                       f"Try a lower learning rate (now {self.optimizer.lr:g}).",
                       DivergenceWarning, stacklevel=4)
 
-    # ------------------------------------------------------------------ checking the data
     def _as_input(self, x, what):
-        params = self.net.params  # the one place data is cast: to the net's dtype
-        return check_batch(x, what, "Model", params[0].dtype if params else self.dtype)
+        return check_batch(x, what, "Model", self.dtype)  # the one place data is cast
 
     def _as_target(self, y, n):
         return check_targets(y, n, "Model")
@@ -221,13 +243,14 @@ class Model:
         self.loss(np.zeros((len(y),) + out.shape[1:], dtype=out.dtype), y)  # checks all targets
         return x, y
 
-    # ------------------------------------------------------------------ files
     def save(self, path):
         """Parameters, layer state and architecture to ``path`` (.npz); see tinynn.saving."""
         return saving.save(self, path)
 
     def load(self, path):
-        """Load a file written by ``save`` (and reset the optimizer); see tinynn.saving."""
+        """Load a file written by ``save`` (any format version), and reset the optimizer. The
+        model takes the file's dtype (its parameters, state and predictions); see
+        tinynn.saving."""
         return saving.load(self, path)
 
     def __repr__(self):

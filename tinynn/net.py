@@ -91,8 +91,10 @@ class Net:
                 for name, array in arrays.items()}
 
     def architecture(self):
-        """A plain description of the layers (types, settings, parameter and state shapes)."""
+        """A plain description of the layers: types, settings (``config()``), dtypes
+        (``layer_dtype``, as a name such as ``"float32"``), parameter and state shapes."""
         return [{"type": type(layer).__name__, **layer.config(),
+                 "dtype": getattr(layer_dtype(layer), "name", None),
                  "params": {name: list(p.shape) for name, p in layer.params.items()},
                  "state": {name: list(s.shape) for name, s in layer_state(layer).items()}}
                 for layer in self.layers]
@@ -105,6 +107,15 @@ class Net:
 def layer_state(layer):
     """A layer's state arrays (``{}`` for a layer written without ``super().__init__()``)."""
     return getattr(layer, "state", None) or {}
+
+
+def layer_dtype(layer):
+    """The dtype a layer computes in: its parameters' once they exist, else the one it
+    declares (``Dense(8, dtype=np.float64)``), else None (it takes its input's)."""
+    if layer.params:
+        return next(iter(layer.params.values())).dtype
+    declared = getattr(layer, "dtype", None)
+    return None if declared is None else np.dtype(declared)
 
 
 def _overwrite(who, what, live, values):

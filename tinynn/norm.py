@@ -60,14 +60,11 @@ class BatchNorm(Layer):
         self.state = {"running_mean": np.zeros(channels, dtype), "running_var": np.ones(channels, dtype)}
 
     def load_params(self, params):
-        """Adopt saved γ and β, and the running statistics if ``params`` holds them too
-        (otherwise they restart from mean 0, variance 1)."""
-        params = dict(params)
-        state = {name: np.array(params.pop(name)) for name in self.STATE if name in params}
+        """Adopt saved γ and β; the running statistics restart from mean 0, variance 1, in
+        γ's dtype, until ``load_state`` gives the saved ones."""
         super().load_params(params)
         gamma = self.params["gamma"]
-        self.state = {"running_mean": np.zeros_like(gamma), "running_var": np.ones_like(gamma),
-                      **state}
+        self.state = {"running_mean": np.zeros_like(gamma), "running_var": np.ones_like(gamma)}
 
     def _check(self, x):
         if not isinstance(x, np.ndarray) or x.ndim not in (2, 4):

@@ -1,28 +1,52 @@
 """Saving and loading a model: one ``.npz`` file of plain arrays, no pickles, written atomically.
 
 The file holds
-    format_version      2
-    architecture        JSON: per layer, its type, settings and the shapes of its params and state
+    format_version      3
+    tinynn_version      the tinynn that wrote it, e.g. "0.1.0"
+    architecture        JSON: per layer, its type, settings, dtype and the shapes of its
+                        params and state (``Net.architecture()``)
     param.<i>.<name>    every parameter of layer i (``Net.state_dict()`` names)
     state.<i>.<name>    every state array of layer i (BatchNorm's running statistics)
-Version 1 files (parameters only) still load into a net whose layers keep no state.
+Every older file still loads: version 2 lacks tinynn_version and the dtypes; version 1 also
+lacks the state, so it loads only into a net whose layers keep none.
+
+Which file fits which net: the same number of layers, each of the same type, with params and
+state of the same shapes (an unbuilt net takes its shapes from the file), and the same
+settings. The settings compared are what ``layer.config()`` reports, as they change what the
+model computes, often in ways shapes cannot show or that an unbuilt net has no shapes for:
+Dense's units and bias; Conv2D's filters, kernel size, stride, padding, dilation and bias; a
+pool's size and stride; LeakyReLU's alpha; BatchNorm's eps. Not compared:
+- settings that change only training (``TRAINING_ONLY``: Dropout's p, BatchNorm's
+  momentum): the net keeps its own;
+- the dtype: the model takes the file's (below).
+A setting the file lacks (a later tinynn added it to the layer) counts as the default of the
+constructor argument of that name, so a new setting whose default keeps the old behaviour
+leaves older files readable; a setting that differs in value is refused.
+
+The dtype rule: loading gives the model the dtype the file was saved in. A float64 file makes
+a float64 model (parameters, state, and so ``Model.dtype`` and what ``predict`` returns), even
+when the net was built, or declared, float32; and a float32 file makes a float32 model.
 """
+import inspect
 import json
 from pathlib import Path
 
 import numpy as np
 
+from . import __version__
 from .errors import ConfigError, DataError
 from .files import atomic_write
 from .net import layer_state
 
-FORMAT_VERSION = 2
-READABLE_VERSIONS = (1, 2)
+FORMAT_VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)
+TRAINING_ONLY = {"Dropout": ("p",), "BatchNorm": ("momentum",)}
 
 
 def save(model, path):
-    """Write the net's parameters, state, architecture and the format version to ``path``
-    (.npz added if missing) atomically: a crash mid-save leaves any previous file intact."""
+    """Write the net's parameters, state, architecture, the format version and tinynn's
+    version to ``path`` (.npz added if missing) atomically: a crash mid-save leaves any
+    previous file intact."""
     path = Path(path)
     if path.suffix != ".npz":
         path = path.with_name(path.name + ".npz")
@@ -34,6 +58,7 @@ def save(model, path):
                         f"e.g. os.makedirs({str(path.parent)!r})")
     arrays = model.net.state_dict()
     arrays["format_version"] = np.array(FORMAT_VERSION)
+    arrays["tinynn_version"] = np.array(__version__)
     arrays["architecture"] = np.array(json.dumps(model.net.architecture()))
     with atomic_write(path) as f:
         np.savez(f, **arrays)
@@ -41,16 +66,21 @@ def save(model, path):
 
 
 def load(model, path):
-    """Load what ``save`` wrote into ``model.net`` and reset the optimizer. Refuses a file from
-    a different architecture, or one missing a layer's state, and then changes nothing."""
+    """Load what ``save`` wrote into ``model.net``, in the file's dtype, and reset the
+    optimizer. Refuses a file from a different architecture, or one missing a layer's state,
+    and then changes nothing."""
     path = Path(path)
     if not path.exists():
         raise DataError(f"Model.load: {path} does not exist")
     data, version, saved = _read(path)
     if version not in READABLE_VERSIONS:
-        raise DataError(f"Model.load: {path} has format version {version}, this tinynn "
-                        f"reads versions {' and '.join(map(str, READABLE_VERSIONS))}")
-    _check_architecture(path, saved, model.net.architecture())
+        writer = (f" (written by tinynn {data['tinynn_version']})" if "tinynn_version" in data
+                  else "")
+        raise DataError(f"Model.load: {path} has format version {version}{writer}, this "
+                        f"tinynn ({__version__}) reads versions "
+                        f"{', '.join(map(str, READABLE_VERSIONS[:-1]))} and "
+                        f"{READABLE_VERSIONS[-1]}; hint: upgrade tinynn")
+    _check_architecture(path, saved, model.net)
     per_layer = [_arrays(path, data, i, desc) for i, desc in enumerate(saved)]
     _adopt(path, model.net.layers, per_layer)
     model.optimizer.reset()
@@ -64,7 +94,8 @@ def _read(path):
         version = int(data["format_version"])
         saved = json.loads(str(data["architecture"]))
         if not (isinstance(saved, list) and all(
-                isinstance(d, dict) and isinstance(d.get("params"), dict)
+                isinstance(d, dict) and isinstance(d.get("type"), str)
+                and isinstance(d.get("params"), dict)
                 and isinstance(d.get("state", {}), dict) for d in saved)):
             raise ValueError("its architecture description is malformed")
     except Exception as e:
@@ -73,44 +104,105 @@ def _read(path):
     return data, version, saved
 
 
-def _settings(desc):
-    return {k: v for k, v in desc.items() if k not in ("params", "state")}
-
-
-def _check_architecture(path, saved, current):
-    problem = None
-    if len(saved) != len(current):
-        problem = f"the file has {len(saved)} layers, this net has {len(current)}"
-    for i, (s, c) in enumerate(zip(saved, current)):
-        if problem:
-            break
-        if _settings(s) != _settings(c) or (c["params"] and c["params"] != s["params"]):
-            problem = f"layer {i}: the file has {s}, this net has {c}"
+def _check_architecture(path, saved, net):
+    """DataError naming the first layer where the file's description differs from the net's."""
+    problem = _architecture_difference(saved, net)
     if problem:
         raise DataError(f"Model.load: {path} was saved from a different architecture: {problem}")
 
 
+def _architecture_difference(saved, net):
+    current = net.architecture()
+    if len(saved) != len(current):
+        return f"the file has {len(saved)} layers, this net has {len(current)}"
+    for i, (in_file, here, layer) in enumerate(zip(saved, current, net.layers)):
+        difference = _layer_difference(in_file, here, layer)
+        if difference:
+            return f"layer {i} ({here['type']}): {difference}"
+    return None
+
+
+def _layer_difference(in_file, here, layer):
+    """How a layer's description in the file differs from this net's layer, or None: its
+    type, then its settings, then (once this layer is built) its shapes."""
+    if in_file["type"] != here["type"]:
+        return f"the file has a {in_file['type']} layer there, this net has a {here['type']}"
+    not_settings = {"type", "dtype", "params", "state", *TRAINING_ONLY.get(here["type"], ())}
+    for key in sorted((set(in_file) | set(here)) - not_settings):
+        difference = _setting_difference(key, in_file, here, layer)
+        if difference:
+            return difference
+    for kind, what in (("params", "parameters"), ("state", "state")):
+        if here[kind] and kind in in_file and in_file[kind] != here[kind]:
+            return (f"the file has {what} {_shapes(in_file[kind])}, this net has "
+                    f"{_shapes(here[kind])}")
+    return None
+
+
+def _setting_difference(key, in_file, here, layer):
+    """How setting ``key`` differs, or None; one the file lacks counts as the default of the
+    layer's constructor argument of that name (a later tinynn added the setting)."""
+    if key not in here:
+        return (f"the file has the setting {key}={in_file[key]!r}, which this tinynn's "
+                f"{here['type']} does not know (was the file written by a newer tinynn?)")
+    ours = _plain(here[key])
+    if key in in_file:
+        theirs, why = _plain(in_file[key]), ""
+    else:
+        theirs, why = _constructor_default(layer, key), " (the default: the file predates it)"
+        if theirs is _NO_DEFAULT:
+            return f"the file lacks the setting {key}, this net has {key}={ours!r}"
+    if theirs != ours:
+        return f"the file has {key}={theirs!r}{why}, this net has {key}={ours!r}"
+    return None
+
+
+_NO_DEFAULT = object()
+
+
+def _constructor_default(layer, key):
+    """The default of the constructor argument ``key`` of the layer's class, as config()
+    reports values (JSON-plain); ``_NO_DEFAULT`` if there is none."""
+    parameter = inspect.signature(type(layer)).parameters.get(key)
+    if parameter is None or parameter.default is parameter.empty:
+        return _NO_DEFAULT
+    return _plain(parameter.default)
+
+
+def _plain(value):
+    """``value`` as it reads back from a file's JSON (a tuple becomes a list)."""
+    return json.loads(json.dumps(value, default=str))
+
+
+def _shapes(shapes):
+    return ", ".join(f"{name} {tuple(shape)}" for name, shape in shapes.items()) or "none"
+
+
 def _arrays(path, data, i, desc):
     """Layer i's (params, state) from the file; DataError if an array is missing, has a shape
-    other than its description, or holds non-float or non-finite values."""
+    other than its description (or, for a parameter, a dtype other than the layer's, recorded
+    since version 3), or holds non-float or non-finite values."""
     params, state = {}, {}
-    for kind, shapes, into in (("param", desc["params"], params),
-                               ("state", desc.get("state", {}), state)):
+    for kind, shapes, into, dtype in (("param", desc["params"], params, desc.get("dtype")),
+                                      ("state", desc.get("state", {}), state, None)):
         for name, shape in shapes.items():
             key = f"{kind}.{i}.{name}"
             value = data.get(key)
             if value is None or list(value.shape) != list(shape) or value.dtype.kind != "f" \
+                    or (dtype is not None and value.dtype != dtype) \
                     or not np.isfinite(value).all():
                 what = "missing" if value is None else f"{value.dtype} of shape {value.shape}"
-                raise DataError(f"Model.load: {path} is damaged: {key} should be finite floats "
-                                f"of shape {tuple(shape)}, found {what}; save the model again")
+                raise DataError(f"Model.load: {path} is damaged: {key} should be finite "
+                                f"{dtype or 'floats'} of shape {tuple(shape)}, found {what}; "
+                                "save the model again")
             into[name] = value
     return params, state
 
 
 def _adopt(path, layers, per_layer):
-    """Give every layer its arrays, all or nothing: a layer that keeps state (after its
-    parameters are loaded) must find exactly that state in the file."""
+    """Give every layer its arrays, as they are in the file (its dtype), all or nothing: a
+    layer that keeps state (after its parameters are loaded) must find exactly that state in
+    the file."""
     before = [(layer.params, layer.grads, layer_state(layer)) for layer in layers]
     try:
         for i, (layer, (params, state)) in enumerate(zip(layers, per_layer)):
