@@ -1,7 +1,9 @@
 """Learning-rate schedules: the rate as a function of the step number (0, 1, 2, ...).
 
 Pass one as an optimizer's ``lr`` (``Adam(lr=CosineDecay(1e-3, total_steps=2000))``) and the
-optimizer sets ``lr = schedule(t)`` before each step.
+optimizer sets ``lr = schedule(t)`` before each step. A schedule's value may be 0 (a warm-up
+from 0, a decay to 0): that step changes nothing. A negative or NaN value is refused, with the
+step it came at.
 """
 import math
 
