@@ -239,6 +239,23 @@ def test_a_schedule_may_start_at_zero_at_construction_as_in_step():
     assert seen == [(0.0, 1.0), (0.05, 0.95), (0.1, 0.85), (0.1, 0.75)]
 
 
+@pytest.mark.parametrize("make, owner", [
+    (lambda lr: tn.StepDecay(lr, step_size=2), "StepDecay"),
+    (lambda lr: tn.ExponentialDecay(lr, gamma=0.9), "ExponentialDecay"),
+    (lambda lr: tn.CosineDecay(lr, total_steps=10), "CosineDecay"),
+    (lambda lr: tn.WarmUp(lr, warmup_steps=3), "WarmUp")])
+@pytest.mark.parametrize("lr", [0.0, -0.1, float("nan")])
+def test_a_schedule_refuses_a_starting_rate_that_is_not_positive(make, owner, lr):
+    """A schedule may pass through 0, but one that starts from 0 would never train."""
+    with pytest.raises(tn.ConfigError, match=rf"{owner}: learning rate must be a positive number"):
+        make(lr)
+
+
+def test_cosine_decay_refuses_a_negative_floor():
+    with pytest.raises(tn.ConfigError, match=r"CosineDecay: min_lr must be a number >= 0"):
+        tn.CosineDecay(0.1, total_steps=10, min_lr=-0.01)
+
+
 class Falling(tn.Schedule):
     """0.1, 0.05, 0, −0.05, ... and NaN from step ``nan_at`` on: a buggy schedule."""
 

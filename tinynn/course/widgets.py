@@ -130,9 +130,11 @@ class PlottableRangeTestResult(lr_finder.RangeTestResult):
         return plot_lr_range_test(self, ax)
 
 
-@functools.wraps(lr_finder.lr_range_test)
+# wraps: help() and Shift-Tab show the framework's signature (via __wrapped__), this docstring
+@functools.wraps(lr_finder.lr_range_test, assigned=("__name__", "__qualname__"))
 def lr_range_test(*args, **kwargs):
-    """``tinynn.lr_range_test`` (tinynn/lr_finder.py), returning a result that can ``plot()``."""
+    """``tinynn.lr_range_test`` (tinynn/lr_finder.py: read it there), with a result that can
+    ``plot()``."""
     return PlottableRangeTestResult(**vars(lr_finder.lr_range_test(*args, **kwargs)))
 
 
