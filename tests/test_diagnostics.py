@@ -98,6 +98,31 @@ def test_overfit_batch_passes_a_healthy_pipeline_and_leaves_the_model_alone():
     assert m.optimizer.t == 0
 
 
+def test_overfit_batch_continues_a_trained_model_with_its_optimizer_state():
+    """The copy it trains keeps Adam's moments and step count (re-keyed to the copied arrays),
+    so its first steps are the ones the model itself would take next; the model is untouched."""
+    x, y = blobs(n=16)
+    m = model()
+    for _ in range(4):
+        m.train_step(x, y)
+    before, t = m.net.get_params(), m.optimizer.t
+    moments = {key: [a.copy() for a in slots] for key, slots in m.optimizer.state.items()}
+    report = tn.overfit_batch(m, x, y, steps=3)
+    assert all(np.array_equal(v, m.net.get_params()[k]) for k, v in before.items())
+    assert m.optimizer.t == t == 4 and moments.keys() == m.optimizer.state.keys()
+    assert all(np.array_equal(a, b) for key in moments
+               for a, b in zip(moments[key], m.optimizer.state[key]))
+    own = [float(m.train_step(x, y)) for _ in range(3)]  # the model's own next steps
+    assert report.losses == own
+
+
+@pytest.mark.parametrize("steps", [0, -1, 2.0])
+def test_overfit_batch_refuses_a_step_count_below_one(steps):
+    with pytest.raises(tn.ConfigError, match=rf"overfit_batch: steps must be a positive integer, "
+                                             rf"got {steps}"):
+        tn.overfit_batch(model(), *blobs(n=8), steps=steps)
+
+
 def test_overfit_batch_detects_softmax_fed_to_a_logits_loss():
     x, y = blobs(n=16)
     m = model(net=tn.Net(mlp().layers + [Softmax()]))

@@ -4,7 +4,9 @@ The known example: two parameters (a vector and a matrix) on the quadratic bowl
 f(θ) = Σ ½ a θ² + c θ, whose gradient a θ + c changes at every step, so any slip in the
 state (velocity, moments, bias correction) shows up in the trajectory.
 """
+import copy
 import math
+import pickle
 
 import numpy as np
 import pytest
@@ -220,6 +222,69 @@ def test_a_schedule_may_decay_to_zero_without_stopping_training():
     assert theta[0][0] == pytest.approx(-0.2 - 0.1)
 
 
+class WarmUpFromZero(tn.Schedule):
+    """The usual hand-written warm-up: 0, 0.05, 0.1, then 0.1."""
+
+    def __call__(self, step):
+        return 0.1 * min(step, 2) / 2
+
+
+def test_a_schedule_may_start_at_zero_at_construction_as_in_step():
+    theta, opt = [np.array([1.0])], tn.SGD(lr=WarmUpFromZero())
+    assert opt.lr == 0.0
+    seen = []
+    for _ in range(4):
+        opt.step(theta, [np.array([1.0])])  # step 0 runs at rate 0: no update
+        seen.append((opt.lr, theta[0][0]))
+    assert seen == [(0.0, 1.0), (0.05, 0.95), (0.1, 0.85), (0.1, 0.75)]
+
+
+@pytest.mark.parametrize("make, owner", [
+    (lambda lr: tn.StepDecay(lr, step_size=2), "StepDecay"),
+    (lambda lr: tn.ExponentialDecay(lr, gamma=0.9), "ExponentialDecay"),
+    (lambda lr: tn.CosineDecay(lr, total_steps=10), "CosineDecay"),
+    (lambda lr: tn.WarmUp(lr, warmup_steps=3), "WarmUp")])
+@pytest.mark.parametrize("lr", [0.0, -0.1, float("nan")])
+def test_a_schedule_refuses_a_starting_rate_that_is_not_positive(make, owner, lr):
+    """A schedule may pass through 0, but one that starts from 0 would never train."""
+    with pytest.raises(tn.ConfigError, match=rf"{owner}: learning rate must be a positive number"):
+        make(lr)
+
+
+def test_cosine_decay_refuses_a_negative_floor():
+    with pytest.raises(tn.ConfigError, match=r"CosineDecay: min_lr must be a number >= 0"):
+        tn.CosineDecay(0.1, total_steps=10, min_lr=-0.01)
+
+
+class Falling(tn.Schedule):
+    """0.1, 0.05, 0, −0.05, ... and NaN from step ``nan_at`` on: a buggy schedule."""
+
+    def __init__(self, nan_at=math.inf):
+        self.nan_at = nan_at
+
+    def __call__(self, step):
+        return math.nan if step >= self.nan_at else 0.1 - 0.05 * step
+
+
+@pytest.mark.parametrize("schedule, bad_step, value", [
+    (Falling(), 3, "-0.05"), (Falling(nan_at=1), 1, "nan"), (Falling(nan_at=0), 0, "nan")])
+def test_a_negative_or_nan_scheduled_rate_is_refused_naming_the_optimizer_and_step(
+        schedule, bad_step, value):
+    message = (rf"Momentum: the learning rate of its schedule at step {bad_step} must be a "
+               rf"number >= 0, got {value}")
+    if bad_step == 0:
+        with pytest.raises(tn.ConfigError, match=message):
+            tn.Momentum(lr=schedule)
+        return
+    theta, opt = [np.array([1.0])], tn.Momentum(lr=schedule)
+    for _ in range(bad_step):
+        opt.step(theta, [np.array([1.0])])
+    before = theta[0].copy()
+    with pytest.raises(tn.ConfigError, match=message + ".*hint: a schedule \\(Falling\\)"):
+        opt.step(theta, [np.array([1.0])])
+    np.testing.assert_array_equal(theta[0], before)  # no step was taken
+
+
 def test_optimizers_get_by_name():
     assert isinstance(tn.optimizers.get("adam", lr=0.01), tn.Adam)
     assert isinstance(tn.optimizers.get("SGD"), tn.SGD)
@@ -298,3 +363,80 @@ def test_adam_textbook_update_equals_the_fast_path(name, monkeypatch):
     for a, b in zip(*results):
         assert a.dtype == b.dtype == np.float32
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+
+
+# ------------------------------------------------------------------ copies, pickles, snapshots
+COPYABLE = {
+    "SGD": lambda: tn.SGD(lr=0.1, weight_decay=0.01),
+    "Momentum": lambda: tn.Momentum(lr=0.05),
+    "Nesterov": lambda: tn.Momentum(lr=0.05, nesterov=True),
+    "RMSProp": lambda: tn.RMSProp(lr=0.01),
+    "Adam": lambda: tn.Adam(lr=0.01),
+    "Adam_textbook": lambda: textbook(tn.Adam(lr=0.01)),
+    "AdamW": lambda: tn.AdamW(lr=0.01, weight_decay=0.1),
+}
+COPIES = {"deepcopy": copy.deepcopy, "pickle": lambda model: pickle.loads(pickle.dumps(model))}
+
+
+def textbook(adam):
+    adam.fast = False
+    return adam
+
+
+def trained_model(optimizer, steps=3):
+    """A small float64 model after a few steps on a fixed batch, and that batch."""
+    gen = np.random.default_rng(0)
+    x, y = gen.standard_normal((12, 3)), np.arange(12) % 3
+    tn.seed(0)
+    model = tn.Model(tn.Net([tn.Dense(5), tn.Tanh(), tn.Dense(3)]), tn.SoftmaxCrossEntropy(),
+                     optimizer, dtype=np.float64)
+    for _ in range(steps):
+        model.train_step(x, y)
+    return model, x, y
+
+
+@pytest.mark.parametrize("how", list(COPIES))
+@pytest.mark.parametrize("name", list(COPYABLE))
+def test_a_copied_or_pickled_model_takes_the_step_the_original_would_take(name, how):
+    """State is keyed by id(param), which a copy changes: the copy must re-key it to its own
+    arrays, not restart its moments (with the old step count) and hold stale entries."""
+    original, x, y = trained_model(COPYABLE[name]())
+    twin = COPIES[how](original)
+    assert twin.optimizer.t == original.optimizer.t == 3
+    assert set(twin.optimizer.state) <= {id(p) for p in twin.net.params}  # no stale entries
+    assert len(twin.optimizer.state) == len(original.optimizer.state)
+    for _ in range(2):
+        original.train_step(x, y)
+        twin.train_step(x, y)
+        for a, b in zip(original.net.params, twin.net.params):
+            assert a is not b
+            np.testing.assert_array_equal(a, b)
+
+
+def test_an_optimizer_copied_alone_starts_fresh_on_the_original_parameters():
+    theta = [np.zeros(2)]
+    opt = tn.Momentum(lr=1.0, momentum=0.5)
+    opt.step(theta, [np.ones(2)])
+    alone = copy.deepcopy(opt)
+    alone.step(theta, [np.zeros(2)])  # its state belongs to its own copies of the arrays
+    np.testing.assert_array_equal(theta[0], -1.0)
+    opt.step(theta, [np.zeros(2)])    # the original still has the velocity: v = 0.5
+    np.testing.assert_array_equal(theta[0], -1.5)
+
+
+@pytest.mark.parametrize("name", list(COPYABLE))
+def test_restore_takes_the_optimizer_back_to_its_snapshot_exactly(name):
+    model, x, y = trained_model(COPYABLE[name]())
+    saved_net, saved = model.net.state_dict(), model.optimizer.snapshot()
+    expected = []
+    for _ in range(2):  # what happens next, from the snapshot
+        model.train_step(x, y)
+        expected.append(model.net.state_dict())
+    for _ in range(2):  # twice: a snapshot stays usable after a restore
+        model.net.load_state_dict(saved_net)
+        model.optimizer.restore(saved)
+        assert model.optimizer.t == 3
+        for want in expected:
+            model.train_step(x, y)
+            got = model.net.state_dict()
+            assert all(np.array_equal(got[k], want[k]) for k in want)

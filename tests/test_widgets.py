@@ -182,20 +182,32 @@ def test_range_test_button_runs_in_the_background(lab):
     assert lab.range_result is not None and lab.error is None
 
 
-def test_lr_range_test_leaves_the_model_as_it_was(moons):
+def test_lr_range_test_is_the_frameworks_with_a_plot(moons):
+    """The course's lr_range_test runs tinynn.lr_range_test (tests/test_lr_finder.py) and adds
+    plot(); the model is left as it was, schedule included."""
     (x, y), _ = moons
-    tn.seed(0)
-    model = tn.Model(tn.Net([tn.Dense(8), tn.ReLU(), tn.Dense(2)]), tn.SoftmaxCrossEntropy(),
-                     tn.Momentum(lr=tn.CosineDecay(0.1, 100)))
-    model.net.forward(x[:1])
-    before = model.net.get_params()
-    result = lr_range_test(model, x, y, 1e-5, 100.0, num_steps=100, batch_size=32)
-    assert "exploded" in result.stopped or "non-finite" in result.stopped
-    after = model.net.get_params()
-    assert all(np.array_equal(before[k], after[k]) for k in before)
-    assert model.optimizer.t == 0 and isinstance(model.optimizer.schedule, tn.CosineDecay)
+    results = []
+    for run in (lr_range_test, tn.lr_range_test):
+        tn.seed(0)
+        model = tn.Model(tn.Net([tn.Dense(8), tn.ReLU(), tn.Dense(2)]), tn.SoftmaxCrossEntropy(),
+                         tn.Momentum(lr=tn.CosineDecay(0.1, 100)))
+        model.net.forward(x[:1])
+        before = model.net.state_dict()
+        results.append(run(model, x, y, 1e-5, 100.0, num_steps=100, batch_size=32))
+        after = model.net.state_dict()
+        assert all(np.array_equal(before[k], after[k]) for k in before)
+        assert model.optimizer.t == 0 and isinstance(model.optimizer.schedule, tn.CosineDecay)
+    ours, framework = results
+    assert isinstance(ours, widgets.PlottableRangeTestResult) and hasattr(ours, "plot")
+    assert isinstance(ours, tn.RangeTestResult) and str(ours) == str(framework)
+    np.testing.assert_array_equal(ours.losses, framework.losses)
     with pytest.raises(tn.ConfigError):
         lr_range_test(model, x, y, 1.0, 0.1)
+
+
+def test_smoothed_curves_use_the_bias_corrected_average_up_to_the_first_non_finite_loss():
+    np.testing.assert_allclose(widgets._smooth([2.0, 4.0, float("nan"), 1.0], beta=0.5),
+                               [2.0, 2.5 / 0.75])
 
 
 def test_divergence_is_reported_without_file_paths(capsys):

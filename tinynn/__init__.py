@@ -11,8 +11,8 @@ The core imports numpy only; the course tooling (tinynn.course: plots, widgets, 
 # files record it. It comes before the imports, so that tinynn.saving can import it.
 __version__ = "0.1.0"
 
-from . import (autograd, data, diagnostics, functional, initializers, layers, metrics, optimizers,
-               schedules)
+from . import (autograd, data, diagnostics, functional, initializers, layers, lr_finder, metrics,
+               optimizers, schedules)
 from .autograd import Tensor
 from .batches import BatchIterator
 from .callbacks import AverageWeights, Callback, EarlyStopping
@@ -26,6 +26,7 @@ from .gradcheck import gradcheck
 from .layers import (GELU, Dense, Dropout, Flatten, Layer, LeakyReLU, ReLU, Sigmoid, Softplus,
                      Tanh)
 from .losses import MSE, Loss, SigmoidCrossEntropy, SoftmaxCrossEntropy
+from .lr_finder import RangeTestResult, lr_range_test
 from .metrics import accuracy, confusion_matrix
 from .model import Model
 from .net import Net

@@ -24,6 +24,7 @@ import numpy as np
 
 from . import random as tn_random
 from .callbacks import Callback
+from .checks import check_int
 from .errors import ConfigError
 from .gradcheck import relative_error
 from .losses import SigmoidCrossEntropy, SoftmaxCrossEntropy
@@ -105,14 +106,15 @@ def initial_loss_check(model, x, y, loss=None, tolerance=0.5):
 
 # ================================================================ overfit one batch
 def overfit_batch(model, x, y, steps=200, target_loss=0.05):
-    """Train a deep copy of ``model`` (its net, loss and optimizer) on the one batch (x, y) for
-    ``steps`` steps; the model itself is not changed. A healthy pipeline memorises a small
-    batch: the loss falls near 0 (below ``target_loss``) and, for a classifier, every sample
-    ends up classified correctly. If it cannot, the fault is in the net, the loss or the
+    """Train a deep copy of ``model`` (its net, loss and optimizer, with the optimizer's
+    momenta and step count) on the one batch (x, y) for ``steps`` steps; the model itself is
+    not changed. A healthy pipeline memorises a small batch: the loss falls near 0 (below
+    ``target_loss``) and, for a classifier, every sample ends up classified correctly. If it cannot, the fault is in the net, the loss or the
     optimizer — not in the data or the amount of training. Report: ``losses`` (every step),
     ``loss`` (the final one, on the batch), ``accuracy`` (None for a regression)."""
     if not hasattr(model, "train_step"):
         raise ConfigError("overfit_batch: pass a tn.Model (net, loss and optimizer)")
+    steps = check_int(steps, "steps", "overfit_batch")
     trial = copy.deepcopy(model)
     saved_rng = copy.deepcopy(tn_random.rng().bit_generator.state)
     losses = []

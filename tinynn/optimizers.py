@@ -34,6 +34,18 @@ class Optimizer:
     parameters starts fresh momenta for them instead of reusing the wrong ones. The optimizer
     holds on to every array it has state for until ``reset()``.
 
+    The state is looked up by ``id(param)``, and an id is only an address in this process: a
+    copy of the model (``copy.deepcopy``, ``pickle``) has new arrays with new ids. So a copy
+    carries the state as (parameter, state arrays) pairs (``__getstate__``), and the copied
+    optimizer rebuilds its id index from them (``__setstate__``). A model copied whole (net and
+    optimizer together) therefore takes exactly the step the original would take next; an
+    optimizer copied on its own holds state only for its own copies of the arrays, so it starts
+    fresh on the original net's parameters.
+
+    A learning rate given as a number must be positive. A schedule's value may be 0 (a warm-up
+    from 0, a cosine decay to 0): that step updates nothing. ``snapshot()`` and ``restore()``
+    take the optimizer back to an earlier moment exactly (``lr_range_test`` uses them).
+
     ``weight_decay`` λ is L2 regularisation: ``step`` adds λθ to each gradient before
     ``update`` sees it. A subclass with ``decoupled_weight_decay = True`` (AdamW) gets the
     gradient unchanged and applies the decay itself."""
@@ -42,7 +54,10 @@ class Optimizer:
 
     def __init__(self, lr, weight_decay=0.0):
         self.schedule = lr if isinstance(lr, Schedule) else None
-        self.lr = lr(0) if self.schedule else lr
+        if self.schedule:
+            self._lr = self._scheduled_lr(0)
+        else:
+            self.lr = lr
         self.weight_decay = check_number(weight_decay, "weight_decay", type(self).__name__,
                                          "[0, inf)")
         self.reset()
@@ -55,6 +70,13 @@ class Optimizer:
     def lr(self, value):
         self._lr = check_number(value, "learning rate", type(self).__name__, "(0, inf)",
                                 hint="try 1e-3 for Adam or 0.1 for SGD")
+
+    def _scheduled_lr(self, step):
+        """The schedule's rate for ``step``: a number >= 0 (0 means no update that step)."""
+        return check_number(self.schedule(step), f"the learning rate of its schedule at step "
+                            f"{step}", type(self).__name__, "[0, inf)",
+                            hint=f"a schedule ({type(self.schedule).__name__}) must give a "
+                                 "finite rate >= 0 at every step")
 
     def reset(self):
         """Forget all state (momenta, running averages) and the step count."""
@@ -76,11 +98,7 @@ class Optimizer:
             raise ConfigError(f"{type(self).__name__}: got {len(params)} parameters but "
                               f"{len(grads)} gradients")
         if self.schedule:
-            scheduled = self.schedule(self.t)
-            if scheduled == 0:  # a schedule may decay to exactly 0 (cosine to min_lr=0): no update
-                self._lr = 0.0
-            else:
-                self.lr = scheduled
+            self._lr = self._scheduled_lr(self.t)
         self.t += 1
         for param, grad in zip(params, grads):
             if self.weight_decay and not self.decoupled_weight_decay:
@@ -90,8 +108,43 @@ class Optimizer:
     def update(self, param, grad):
         raise NotImplementedError
 
+    def snapshot(self):
+        """A copy of everything the next steps depend on — settings, learning rate, schedule,
+        step count ``t`` and every parameter's state arrays — for ``restore``. The parameter
+        arrays themselves are not copied: they belong to the net (``net.state_dict()``)."""
+        return _with_copied_state(vars(self))
+
+    def restore(self, snapshot):
+        """Go back exactly to the moment of ``snapshot()`` (the snapshot stays usable)."""
+        vars(self).clear()
+        vars(self).update(_with_copied_state(snapshot))
+
+    def __getstate__(self):
+        """What ``copy.deepcopy`` and ``pickle`` copy: the attributes, with the state as
+        (parameter, state arrays) pairs, since the ids it is keyed by do not survive a copy."""
+        attributes = dict(vars(self))
+        attributes["state"] = [(self._owners[key], slots) for key, slots in self.state.items()]
+        del attributes["_owners"]
+        return attributes
+
+    def __setstate__(self, attributes):
+        """The other half of ``__getstate__``: key each copied state by its copied array's id."""
+        pairs = attributes.pop("state")
+        vars(self).update(attributes)
+        self.state = {id(param): slots for param, slots in pairs}
+        self._owners = {id(param): param for param, _ in pairs}
+
     def __repr__(self):
         return f"{type(self).__name__}(lr={self.lr:g})"
+
+
+def _with_copied_state(attributes):
+    """A copy of an optimizer's attributes in which the state arrays are copies too."""
+    attributes = dict(attributes)
+    attributes["state"] = {key: [array.copy() for array in slots]
+                           for key, slots in attributes["state"].items()}
+    attributes["_owners"] = dict(attributes["_owners"])
+    return attributes
 
 
 class SGD(Optimizer):

@@ -2183,7 +2183,7 @@ def check_lr_range_test(candidate, smoothing=0.98, diverge_factor=4.0):
     (β = ``smoothing``), a stop as soon as the smoothed loss exceeds ``diverge_factor`` × its
     minimum so far, and the initial weights restored. Linear spacing, no smoothing, a missing
     bias correction, no early stop and weights left as trained are named."""
-    from .widgets import lr_range_test
+    from ..lr_finder import lr_range_test
 
     def run():
         x, y, start, fresh = _range_problem()
@@ -2258,8 +2258,11 @@ def check_lr_range_test(candidate, smoothing=0.98, diverge_factor=4.0):
         if any(not np.array_equal(after[name], start[name]) for name in start):
             raise Failed("the rates and losses match tinynn's, but the model keeps the weights of "
                          "the last (exploding) step: you forgot to restore the initial weights. "
-                         "Save snapshot = model.net.get_params() before the loop and "
-                         "model.net.set_params(snapshot) after it")
+                         "Restore the whole model: before the loop save snapshot = "
+                         "model.net.state_dict() (the weights and layer state such as "
+                         "BatchNorm's running statistics) and saved = model.optimizer.snapshot() "
+                         "(its step count and moments); after it, "
+                         "model.net.load_state_dict(snapshot) and model.optimizer.restore(saved)")
         _expect("the learning rates", lrs, ref.lrs)
         _expect("the smoothed losses", losses, ref.losses)
         return (f"{k} rates from {lrs[0]:g} growing geometrically, smoothed losses and the stop at "

@@ -239,7 +239,7 @@ REGISTRY = {
     # 07 learning-rate lab
     "lr_range_test": Exercise(
         ("my_lr_range_test",), lambda tn, ex, rng, c: [partial(ex.check_lr_range_test, c)],
-        (("course.widgets", "lr_range_test"),),
+        (("lr_finder", "lr_range_test"),),
         hidden={"RANGE_TEST_ARGS": dict(lr_min=1e-4, lr_max=1e2, num_steps=60, batch_size=12,
                                         seed=3)}),
     # 08 generalisation

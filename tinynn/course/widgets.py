@@ -13,10 +13,12 @@ the notebooks and tests use them. The widgets themselves are attributes (``lab.l
 ``lab.train_button``, ...), so ``lab.lr_slider.value = 0.01`` or ``lab.train_button.click()`` does
 exactly what the mouse would.
 
-ipywidgets and matplotlib are imported only when a dashboard is built; ``lr_range_test`` needs
-neither.
+ipywidgets and matplotlib are imported only when a dashboard is built. The range test itself is
+the framework's ``tinynn.lr_range_test`` (tinynn/lr_finder.py); ``lr_range_test`` here returns its
+result with a ``plot()`` method.
 """
 import dataclasses
+import functools
 import io
 import math
 import sys
@@ -26,9 +28,9 @@ import warnings
 
 import numpy as np
 
+from .. import lr_finder
 from .. import optimizers as optim  # get() by name
 from .. import CosineDecay, StepDecay, WarmUp
-from ..batches import BatchIterator
 from ..data import circles, moons, spirals
 from ..errors import ConfigError
 from ..layers import GELU, Dense, Flatten, LeakyReLU, ReLU, Sigmoid, Tanh
@@ -88,13 +90,12 @@ def parse_hidden(text):
 
 
 def _smooth(values, beta=0.9):
-    """Exponential moving average with bias correction, stopping at the first non-finite value."""
-    out, avg = [], 0.0
-    for i, v in enumerate(values):
-        if not math.isfinite(v):
+    """The bias-corrected moving average of ``values`` up to the first non-finite one."""
+    out, average = [], lr_finder.MovingAverage(beta)
+    for value in values:
+        if not math.isfinite(value):
             break
-        avg = beta * avg + (1 - beta) * v
-        out.append(avg / (1 - beta ** (i + 1)))
+        out.append(average.add(value))
     return np.array(out)
 
 
@@ -120,107 +121,21 @@ def _widgets():
 
 
 # ============================================================================ range test
-@dataclasses.dataclass
-class RangeTestResult:
-    """What ``lr_range_test`` measured: the learning rate and smoothed loss at every step."""
-    lrs: np.ndarray
-    losses: np.ndarray
-    suggestion: float
-    min_loss_lr: float
-    steepest_lr: float
-    stopped: str
-
-    def __str__(self):
-        return (f"suggested learning rate {self.suggestion:.1e}: a tenth of {self.min_loss_lr:.1e}, "
-                f"where the smoothed loss was lowest (steepest descent at {self.steepest_lr:.1e}; "
-                f"{len(self.lrs)} steps, ended because {self.stopped})")
+class PlottableRangeTestResult(lr_finder.RangeTestResult):
+    """``tinynn.lr_range_test``'s result with a ``plot()`` method: drawing is course tooling,
+    since the framework imports no matplotlib."""
 
     def plot(self, ax=None):
         from .viz import plot_lr_range_test
         return plot_lr_range_test(self, ax)
 
 
-def lr_range_test(model, x, y, start_lr=1e-6, end_lr=10.0, num_steps=200, batch_size=64, seed=0,
-                  smoothing=0.98, diverge_factor=4.0, on_step=None, progress=False):
-    """Leslie Smith's learning-rate range test (2015): train for ``num_steps`` steps while the
-    learning rate grows exponentially from ``start_lr`` to ``end_lr``, and watch the loss.
-
-    Too small a rate barely moves the loss; at some point it starts to fall fast; too large a rate
-    makes it climb and explode. The test stops once the smoothed loss exceeds ``diverge_factor``
-    times its minimum. Suggested rate: a tenth of the rate at the lowest loss (at the minimum the
-    rate is already too large for stable training). The model's weights and optimizer state are
-    restored afterwards, so the test leaves it as it found it.
-
-    ``on_step(step, lr, smoothed_loss)`` is called after every step; setting
-    ``model.stop_training = True`` ends the test early.
-    """
-    if not 0 < start_lr < end_lr or num_steps < 2:
-        raise ConfigError(f"lr_range_test: need 0 < start_lr < end_lr and num_steps >= 2, got "
-                          f"{start_lr!r}, {end_lr!r}, {num_steps!r}")
-    params = model.net.params
-    x = np.asarray(x, dtype=params[0].dtype if params else model.dtype)
-    model.net.forward(x[:1], training=False)  # builds lazy layers, so there is something to restore
-    snapshot, opt = model.net.get_params(), model.optimizer
-    saved_lr, saved_schedule = opt.lr, opt.schedule
-    opt.schedule = None
-    opt.reset()
-    model.stop_training = False
-    planned = start_lr * (end_lr / start_lr) ** (np.arange(num_steps) / (num_steps - 1))
-    lrs, losses, average, best = [], [], 0.0, math.inf
-    stopped = "it reached the largest learning rate"
-    batches = _endless(BatchIterator(x, y, batch_size, shuffle=True, seed=seed))
-    steps = planned
-    if progress:
-        from tqdm.auto import tqdm
-        steps = tqdm(planned, desc="range test", unit="step")
-    try:
-        with np.errstate(all="ignore"):
-            for i, lr in enumerate(steps):
-                opt.lr = float(lr)
-                loss = model.train_step(*next(batches))
-                if not math.isfinite(loss):
-                    stopped = f"the loss became non-finite at {lr:.1e}"
-                    break
-                average = smoothing * average + (1 - smoothing) * loss
-                smoothed = average / (1 - smoothing ** (i + 1))
-                lrs.append(float(lr))
-                losses.append(smoothed)
-                best = min(best, smoothed)
-                if on_step is not None:
-                    on_step(i + 1, float(lr), smoothed)
-                if smoothed > diverge_factor * best:
-                    stopped = f"the loss exploded at {lr:.1e}"
-                    break
-                if model.stop_training:
-                    stopped = "it was stopped"
-                    break
-    finally:
-        model.net.set_params(snapshot)
-        opt.reset()
-        opt.schedule, opt.lr = saved_schedule, saved_lr
-        model.stop_training = False
-        if progress:
-            steps.close()
-    return _range_result(np.array(lrs), np.array(losses), stopped)
-
-
-def _endless(batches):
-    while True:
-        yield from batches
-
-
-def _range_result(lrs, losses, stopped):
-    if len(losses) == 0:
-        raise ConfigError(f"lr_range_test: no step had a finite loss ({stopped}); lower start_lr")
-    lowest = int(np.argmin(losses))
-    skip = len(losses) // 10  # the first steps' average is still mostly noise
-    if lowest - skip >= 2:
-        slope = np.gradient(losses[skip:lowest + 1], np.log(lrs[skip:lowest + 1]))
-        steepest = float(lrs[skip + int(np.argmin(slope))])
-    else:
-        steepest = float(lrs[lowest])
-    return RangeTestResult(lrs, losses, suggestion=float(lrs[lowest]) / 10,
-                           min_loss_lr=float(lrs[lowest]), steepest_lr=steepest, stopped=stopped)
+# wraps: help() and Shift-Tab show the framework's signature (via __wrapped__), this docstring
+@functools.wraps(lr_finder.lr_range_test, assigned=("__name__", "__qualname__"))
+def lr_range_test(*args, **kwargs):
+    """``tinynn.lr_range_test`` (tinynn/lr_finder.py: read it there), with a result that can
+    ``plot()``."""
+    return PlottableRangeTestResult(**vars(lr_finder.lr_range_test(*args, **kwargs)))
 
 
 # ============================================================================ dashboard base
