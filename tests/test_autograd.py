@@ -95,7 +95,8 @@ def test_a_constant_base_to_a_tensor_power(base):
 
 def test_power_refuses_a_tensor_exponent_and_a_nonpositive_base():
     t = Tensor(np.ones(3))
-    with pytest.raises(tn.ConfigError, match=r"power.*exponent.*constant.*got a Tensor.*exp\(b \* log\(a\)\)"):
+    with pytest.raises(tn.ConfigError,
+                       match=r"power.*exponent.*constant.*got a Tensor.*exp\(b \* log\(a\)\)"):
         t ** t
     with pytest.raises(tn.ConfigError, match=r"base must be positive.*got -2"):
         (-2.0) ** t

@@ -17,9 +17,9 @@ hand-written layers overwrite ``layer.grads`` instead: each backward is a fresh 
 
 Each operation's forward and backward sit together in one short function (``add``, ``mul``,
 ``matmul``, ...); the ``Tensor`` operators (``a + b``, ``a @ b``, ``a / b``, ``a ** 2``) call
-them, with a numpy array or a number on either side (it becomes a constant tensor). The design follows
-Karpathy's micrograd, on arrays instead of scalars. float64 inputs give float64 gradients, for
-checking against central differences.
+them, with a numpy array or a number on either side (it becomes a constant tensor). The design
+follows Karpathy's micrograd, on arrays instead of scalars. float64 inputs give float64
+gradients, for checking against central differences.
 """
 import numpy as np
 
@@ -239,13 +239,13 @@ def power(a, exponent):
 
 
 def constant_power(base, a):
-    """base ** a for a constant base > 0 (``2 ** t``): eᵃ ˡⁿ ᵇᵃˢᵉ, so exp and mul give the
-    gradient, dL/da = G · base^a · ln base. (A base ≤ 0 has no real logarithm: refused.)"""
+    """base ** a for a constant base > 0 (``2 ** t``), computed as exp(a · ln base): exp and mul
+    give the gradient, dL/da = G · base^a · ln base. (A base ≤ 0 has no real log: refused.)"""
     base = np.asarray(base)
     if np.any(base <= 0):
+        got = base if base.ndim == 0 else f"an array whose minimum is {base.min()}"
         raise ConfigError(f"constant_power (base ** tensor): the base must be positive (it is "
-                          f"computed as exp(tensor · ln base)), got "
-                          f"{base if base.ndim == 0 else f'an array whose minimum is {base.min()}'}")
+                          f"computed as exp(tensor · ln base)), got {got}")
     return exp(mul(a, np.log(base)))
 
 
