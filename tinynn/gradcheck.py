@@ -61,7 +61,7 @@ def _check_layer(layer, x, h, seed):
 
 
 def _compare_gradients(layer, x, h, seed, state):
-    """The relative errors of ``_check_layer``; every forward replays the generator from ``state``."""
+    """The errors ``gradcheck`` returns; every forward replays the generator from ``state``."""
     def forward():
         tn_random.rng().bit_generator.state = state
         return layer.forward(x, training=True)
