@@ -56,6 +56,98 @@ def test_add_and_mul_broadcast_any_drawn_shapes(shape, data):
         assert gradcheck_op(op, b, a) < TOL
 
 
+@pytest.mark.parametrize("shapes", BROADCAST_PAIRS, ids=str)
+def test_div_with_broadcasting_passes_the_gradient_check(shapes):
+    rng = np.random.default_rng(10)
+    a, b = rng.standard_normal(shapes[0]), away_from_zero(rng, shapes[1])
+    assert gradcheck_op(tn.autograd.div, a, b) < TOL
+    assert gradcheck_op(lambda s, t: s / t, a, b) < TOL
+    assert gradcheck_op(lambda s, t: t / s, b, a) < TOL
+    assert np.allclose(tn.autograd.div(Tensor(a), Tensor(b)).data, a / b)
+
+
+# (input, exponent): whole, negative, fractional (positive input), an array exponent that
+# broadcasts the input up, a constant exponent of 0 and 1
+POWER_CASES = [((3, 4), 2), ((3, 4), 3), ((3, 4), -1), ((3, 4), 0.5), ((5,), -2.5),
+               ((4,), np.array([[1.0], [2.0], [3.0]])), ((2, 3), 1), ((2, 3), 0)]
+
+
+@pytest.mark.parametrize("shape, exponent", POWER_CASES, ids=str)
+def test_power_with_a_constant_exponent(shape, exponent):
+    x = np.abs(away_from_zero(np.random.default_rng(11), shape))
+    assert gradcheck_op(lambda a: a ** exponent, x) < TOL
+    assert gradcheck_op(lambda a: tn.autograd.power(a, exponent), x) < TOL
+    assert np.allclose((Tensor(x) ** exponent).data, x ** exponent)
+    negative = -x                                          # a whole exponent takes any sign
+    if np.all(np.asarray(exponent) == np.round(exponent)):
+        assert gradcheck_op(lambda a: a ** exponent, negative) < TOL
+
+
+@pytest.mark.parametrize("base", [2.0, np.e, 0.5, np.array([1.5, 3.0, 0.2, 10.0])], ids=str)
+def test_a_constant_base_to_a_tensor_power(base):
+    x = np.random.default_rng(12).standard_normal((3, 4))
+    assert gradcheck_op(lambda a: base ** a, x) < TOL
+    assert np.allclose((base ** Tensor(x)).data, base ** x)
+    t = Tensor(x)
+    (np.e ** t).sum().backward()
+    assert np.allclose(t.grad, np.exp(x))                  # d eˣ/dx = eˣ
+
+
+def test_power_refuses_a_tensor_exponent_and_a_nonpositive_base():
+    t = Tensor(np.ones(3))
+    with pytest.raises(tn.ConfigError,
+                       match=r"power.*exponent.*constant.*got a Tensor.*exp\(b \* log\(a\)\)"):
+        t ** t
+    with pytest.raises(tn.ConfigError, match=r"base must be positive.*got -2"):
+        (-2.0) ** t
+    with pytest.raises(tn.ConfigError, match=r"base must be positive.*minimum is 0"):
+        np.array([1.0, 0.0, 2.0]) ** t
+
+
+# A numpy array (or numpy scalar) on the LEFT of an operator: numpy must step aside so that the
+# Tensor's reflected operator runs (B6: x * w gave an object array of Tensors, x @ w a numpy error).
+LEFT_AND_RIGHT = {"+": (lambda c, t: c + t, lambda t, c: t + c),
+                  "-": (lambda c, t: c - t, lambda t, c: t - c),
+                  "*": (lambda c, t: c * t, lambda t, c: t * c),
+                  "/": (lambda c, t: c / t, lambda t, c: t / c)}
+
+
+@pytest.mark.parametrize("shapes", [((3, 4), (3, 4)), ((3, 4), (4,)), ((4,), (3, 4)),
+                                    ((3, 1), (1, 4)), ((), (2, 3)), ((2, 3), ())], ids=str)
+@pytest.mark.parametrize("symbol", LEFT_AND_RIGHT)
+def test_a_numpy_array_on_either_side_of_an_elementwise_operator(symbol, shapes):
+    rng = np.random.default_rng(13)
+    constant, data = away_from_zero(rng, shapes[0]), away_from_zero(rng, shapes[1])
+    if shapes[0] == ():
+        constant = np.float64(constant)                    # a numpy scalar, not a 0-d array
+    array_left, array_right = LEFT_AND_RIGHT[symbol]
+    for op, expected in [(lambda t: array_left(constant, t), array_left(constant, data)),
+                         (lambda t: array_right(t, constant), array_right(data, constant))]:
+        out = op(Tensor(data))
+        assert type(out) is Tensor and out.shape == np.shape(expected)
+        assert np.allclose(out.data, expected)
+        assert gradcheck_op(op, data) < TOL
+
+
+@pytest.mark.parametrize("shapes", [((3, 4), (4, 2)), ((1, 5), (5, 3))], ids=str)
+def test_a_numpy_array_on_either_side_of_matmul(shapes):
+    rng = np.random.default_rng(14)
+    left, right = (rng.standard_normal(s) for s in shapes)
+    out = left @ Tensor(right)
+    assert type(out) is Tensor and np.allclose(out.data, left @ right)
+    assert gradcheck_op(lambda w: left @ w, right) < TOL
+    assert gradcheck_op(lambda x: x @ right, left) < TOL
+    assert gradcheck_op(lambda x: x ** 2 @ right / 3.0, left) < TOL
+
+
+def test_numpy_and_python_constants_keep_a_float32_tensor_float32():
+    x = Tensor(np.full(3, 2.0, dtype=np.float32))
+    for out in (x / 2, 2 / x, x ** 2, 2 ** x, np.float32(2) * x):
+        assert type(out) is Tensor and out.dtype == np.float32
+    (x / 2 + x ** 2 + 2 ** x).sum().backward()
+    assert x.grad.dtype == np.float32
+
+
 @pytest.mark.parametrize("shapes", [((3, 4), (4, 2)), ((1, 5), (5, 1)), ((6, 3), (3, 3))], ids=str)
 def test_matmul(shapes):
     rng = np.random.default_rng(2)

@@ -6,6 +6,8 @@ import pytest
 import tinynn as tn
 from tinynn.errors import ConfigError, ShapeError
 
+from conftest_helpers import offline_mnist
+
 
 # ================================================================ split
 def labelled(n=200, classes=4, seed=0):
@@ -37,6 +39,57 @@ def test_split_is_stratified_to_one_sample_per_class():
     assert np.all(np.abs(np.bincount(yv, minlength=7) - expected) < 1)
     (_, _), (_, yv_plain) = tn.split(x, y, fraction=0.1, seed=0, stratify=False)
     assert len(yv_plain) == len(yv)
+
+
+def longest_run(labels):
+    """The length of the longest stretch of equal consecutive labels."""
+    edges = np.flatnonzero(labels[1:] != labels[:-1]) + 1
+    return int(np.diff(np.concatenate([[0], edges, [len(labels)]])).max())
+
+
+def assert_head_looks_shuffled(labels, shares, what, head=1000):
+    """The first ``head`` labels of a part look like a random draw with these class ``shares``.
+
+    A random order (a random subset of the part, so without replacement: tighter than the
+    bounds below, computed for independent draws) fails each test with probability < 2e-6:
+    - a run of ``limit`` equal labels: at most head · Σ_c p_c^limit (a union bound over the
+      starting positions); ``limit`` is the shortest run for which that is below 2e-6: 10 for
+      MNIST's shares (1.15e-6) and for 10 equal classes (1.0e-6);
+    - a class count more than 5.5 standard deviations from head · p_c: the binomial tails,
+      summed over the 10 classes, are 1.2e-6 (MNIST's shares) and 1.0e-6 (10 equal classes).
+    Before the fix the training part of a stratified split started with the classes whose
+    validation quota ran out first: MNIST, seed 0, fraction 0.1: 26 fives, counts 81 to 135."""
+    first = labels[:head]
+    limit = next(n for n in range(2, head) if head * np.sum(shares ** n) < 2e-6)
+    assert longest_run(first) < limit, f"{what}: {longest_run(first)} equal labels in a row"
+    counts = np.bincount(first, minlength=len(shares))
+    sigma = np.sqrt(head * shares * (1 - shares))
+    z = (counts - head * shares) / sigma
+    assert np.all(np.abs(z) < 5.5), f"{what}: class counts {counts} in the first {head} (z {z})"
+
+
+def assert_split_parts_look_shuffled(y, seeds, fractions):
+    shares = np.bincount(y) / len(y)
+    for seed in seeds:
+        for fraction in fractions:
+            (_, y_train), (_, y_val) = tn.split(np.arange(len(y)), y, fraction, seed=seed)
+            for name, part in (("training part", y_train), ("validation part", y_val)):
+                assert_head_looks_shuffled(part, shares, f"seed {seed}, fraction {fraction:.3g}, "
+                                                         f"{name}")
+            again = tn.split(np.arange(len(y)), y, fraction, seed=seed)     # still deterministic
+            assert np.array_equal(again[0][1], y_train) and np.array_equal(again[1][1], y_val)
+
+
+def test_both_parts_of_a_stratified_split_come_out_in_random_order():
+    y = np.random.default_rng(0).integers(0, 10, 20000)
+    assert_split_parts_look_shuffled(y, seeds=(0, 1, 2), fractions=(0.1, 0.3, 0.5))
+
+
+def test_both_parts_of_a_stratified_split_of_mnist_come_out_in_random_order(monkeypatch):
+    """Notebook 08's 1,000-digit subset is the head of tn.split(MNIST, 0.1, seed=0)'s training
+    part; notebook 06 holds out 1/60."""
+    (_, y), _ = offline_mnist(monkeypatch)
+    assert_split_parts_look_shuffled(y, seeds=(0, 1, 2), fractions=(0.1, 1 / 60))
 
 
 def test_split_works_for_float_targets_and_leaves_inputs_alone():

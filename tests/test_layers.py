@@ -83,6 +83,26 @@ def test_dropout_gradcheck_in_training_mode(batch, width, p, seed):
     assert max_grad_error(tn.Dropout(p), arrays(seed, (batch, width))) < GRAD_TOL
 
 
+class DropoutWithABrokenBackward(tn.Dropout):
+    def backward(self, grad):
+        raise RuntimeError("broken backward")
+
+
+@pytest.mark.parametrize("layer_class", [tn.Dropout, DropoutWithABrokenBackward])
+def test_gradcheck_leaves_tinynns_generator_as_it_found_it_even_when_the_layer_raises(layer_class):
+    """gradcheck replays tinynn's generator at every forward of a random layer; afterwards the
+    generator must be where it was before, also when backward raises half-way (B13)."""
+    tn.seed(0)
+    before = tn.random.rng().bit_generator.state
+    x = arrays(1, (4, 6))
+    if layer_class is DropoutWithABrokenBackward:
+        with pytest.raises(RuntimeError, match="broken backward"):
+            tn.gradcheck(layer_class(0.5), x)
+    else:
+        tn.gradcheck(layer_class(0.5), x)
+    assert tn.random.rng().bit_generator.state == before
+
+
 # ------------------------------------------------------------------ forward vs formulas
 @pytest.mark.parametrize("name", list(ELEMENTWISE))
 @FAST

@@ -16,18 +16,23 @@ contributions, and a second ``backward()`` adds to the first until ``zero_grad()
 hand-written layers overwrite ``layer.grads`` instead: each backward is a fresh result.)
 
 Each operation's forward and backward sit together in one short function (``add``, ``mul``,
-``matmul``, ...); the ``Tensor`` operators (``a + b``, ``a @ b``) call them. The design follows
-Karpathy's micrograd, on arrays instead of scalars. float64 inputs give float64 gradients, for
-checking against central differences.
+``matmul``, ...); the ``Tensor`` operators (``a + b``, ``a @ b``, ``a / b``, ``a ** 2``) call
+them, with a numpy array or a number on either side (it becomes a constant tensor). The design
+follows Karpathy's micrograd, on arrays instead of scalars. float64 inputs give float64
+gradients, for checking against central differences.
 """
 import numpy as np
 
-from .errors import ShapeError
+from .errors import ConfigError, ShapeError
 
 
 class Tensor:
     """An array in a computational graph: ``data``, ``grad`` (same shape, starts at 0) and how
     to pass a gradient back to the parents it was computed from."""
+
+    # numpy must not take over ``array * tensor`` (it would build an object array of one-element
+    # Tensors): None makes numpy's operators step aside, so Python calls Tensor.__rmul__ etc.
+    __array_ufunc__ = None
 
     def __init__(self, data, parents=(), op=""):
         data = np.asarray(data)
@@ -76,7 +81,8 @@ class Tensor:
         """Set ``grad`` to 0 in place (gradients accumulate until you do)."""
         self.grad[...] = 0
 
-    # operators: a + b, a - b, -a, a * b, a @ b, a[index]; numbers are turned into constants
+    # operators: a + b, a - b, -a, a * b, a / b, a ** p, a @ b, a[index]; numbers and arrays,
+    # on either side, are turned into constants
     def __add__(self, other):
         return add(self, other)
 
@@ -98,8 +104,23 @@ class Tensor:
     def __rmul__(self, other):
         return mul(other, self)
 
+    def __truediv__(self, other):
+        return div(self, other)
+
+    def __rtruediv__(self, other):
+        return div(other, self)
+
+    def __pow__(self, exponent):
+        return power(self, exponent)
+
+    def __rpow__(self, base):
+        return constant_power(base, self)
+
     def __matmul__(self, other):
         return matmul(self, other)
+
+    def __rmatmul__(self, other):
+        return matmul(other, self)
 
     def __getitem__(self, index):
         return pick(self, index)
@@ -189,6 +210,45 @@ def mul(a, b):
     return out
 
 
+def div(a, b):
+    """a / b (elementwise, with broadcasting).  dL/da = G / b,  dL/db = −G · a / b²."""
+    a, b = as_tensor(a, like=b if isinstance(b, Tensor) else None), as_tensor(b, like=a)
+    out = Tensor(a.data / b.data, (a, b), "/")
+
+    def backward():
+        a.grad += unbroadcast(out.grad / b.data, a.shape)
+        b.grad -= unbroadcast(out.grad * a.data / b.data ** 2, b.shape)
+    out._backward = backward
+    return out
+
+
+def power(a, exponent):
+    """a ** p for a constant exponent p (a number or an array, not a Tensor).
+    dL/da = G · p · a^(p−1)."""
+    if isinstance(exponent, Tensor):
+        raise ConfigError("power(a, exponent): the exponent must be a constant (a number or an "
+                          "array), got a Tensor; hint: for a ** b with both tensors and a > 0, "
+                          "write exp(b * log(a))")
+    p = as_tensor(exponent, like=a).data
+    out = Tensor(a.data ** p, (a,), "**")
+
+    def backward():
+        a.grad += unbroadcast(out.grad * p * a.data ** (p - 1), a.shape)
+    out._backward = backward
+    return out
+
+
+def constant_power(base, a):
+    """base ** a for a constant base > 0 (``2 ** t``), computed as exp(a · ln base): exp and mul
+    give the gradient, dL/da = G · base^a · ln base. (A base ≤ 0 has no real log: refused.)"""
+    base = np.asarray(base)
+    if np.any(base <= 0):
+        got = base if base.ndim == 0 else f"an array whose minimum is {base.min()}"
+        raise ConfigError(f"constant_power (base ** tensor): the base must be positive (it is "
+                          f"computed as exp(tensor · ln base)), got {got}")
+    return exp(mul(a, np.log(base)))
+
+
 def neg(a):
     """−a.  dL/da = −G."""
     out = Tensor(-a.data, (a,), "neg")
@@ -202,6 +262,7 @@ def neg(a):
 def matmul(a, b):
     """a @ b for matrices, (n, k) @ (k, m) → (n, m).  dL/da = G bᵀ,  dL/db = aᵀ G
     (each gradient has its input's shape: only one arrangement of the factors fits)."""
+    a, b = as_tensor(a), as_tensor(b)
     if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[0]:
         raise ShapeError(f"matmul: expected (n, k) @ (k, m), got {a.shape} @ {b.shape}")
     out = Tensor(a.data @ b.data, (a, b), "@")

@@ -518,16 +518,13 @@ def split(x, y, fraction=0.1, seed=0, stratify=True):
     """Hold out a validation set: ``(x_train, y_train), (x_val, y_val) = split(x, y, 0.1)``.
 
     ``round(fraction * n)`` samples go to validation, chosen at random with ``seed`` (the same
-    seed gives the same split on every machine), the rest to training; both parts come out in
-    shuffled order. ``stratify=True`` (for 1-D integer labels) keeps each class's share the
-    same in both parts, to within one sample per class. ``fraction`` is in (0, 1) and must
+    seed gives the same split on every machine), the rest to training; each part comes out in
+    a random order of its own, so its first 1,000 samples are a random sample of it.
+    ``stratify=True`` (for 1-D integer labels) keeps each class's share the same in both parts,
+    to within one sample per class. ``fraction`` is in (0, 1) and must
     leave at least one sample on each side. Returns copies; x and y are not changed."""
     x, y = np.asarray(x), np.asarray(y)
-    fraction = check_number(fraction, "fraction", "split", "(0, 1)",
-                            hint="the share of the samples to hold out, e.g. 0.1")
-    n = _paired_length(x, y, "split")
-    n_val = int(round(fraction * n))
-    _check_sizes(n, n_val, fraction, "split")
+    n, n_val = _validation_size(x, y, fraction, "split", "fraction")
     gen = np.random.default_rng(check_int(seed, "seed", "split", minimum=0))
     order = gen.permutation(n)
     if stratify and y.ndim == 1 and y.dtype.kind in "iub":
@@ -536,8 +533,11 @@ def split(x, y, fraction=0.1, seed=0, stratify=True):
         val = order[:n_val]
     is_val = np.zeros(n, dtype=bool)
     is_val[val] = True
-    train = order[~is_val[order]]            # the shuffled order, validation removed
-    val = order[is_val[order]]
+    # Each part gets an order of its own: ``order`` with the validation samples removed is NOT
+    # random at its head, since stratifying took each class's FIRST samples in ``order`` (the
+    # training part would start with the classes whose share ran out first).
+    train = gen.permutation(np.flatnonzero(~is_val))
+    val = gen.permutation(np.flatnonzero(is_val))
     return (x[train], y[train]), (x[val], y[val])
 
 
@@ -557,26 +557,26 @@ def holdout_last(x, y, fraction):
     """``(x_train, y_train), (x_val, y_val)`` with the LAST ``round(fraction * n)`` samples as
     validation, in their order (what ``Model.fit(validation_split=...)`` does, as in Keras)."""
     x, y = np.asarray(x), np.asarray(y)
-    fraction = check_number(fraction, "validation_split", "Model.fit", "(0, 1)",
-                            hint="the share of the training data to hold out, e.g. 0.1")
-    n = _paired_length(x, y, "Model.fit")
-    n_val = int(round(fraction * n))
-    _check_sizes(n, n_val, fraction, "Model.fit: validation_split")
+    n, n_val = _validation_size(x, y, fraction, "Model.fit", "validation_split")
     return (x[:n - n_val], y[:n - n_val]), (x[n - n_val:], y[n - n_val:])
 
 
-def _paired_length(x, y, owner):
+def _validation_size(x, y, fraction, owner, name):
+    """``(n, round(fraction · n))``: the number of samples and how many to hold out, after
+    checking that x and y pair up and that ``fraction`` (the argument ``name`` of ``owner``)
+    leaves at least one sample on each side."""
+    fraction = check_number(fraction, name, owner, "(0, 1)",
+                            hint="the share of the samples to hold out, e.g. 0.1")
     if x.ndim == 0 or y.ndim == 0 or len(x) != len(y):
         raise ShapeError(f"{owner}: x and y must hold the same number of samples, got shapes "
                          f"{x.shape} and {y.shape}")
-    return len(x)
-
-
-def _check_sizes(n, n_val, fraction, owner):
+    n = len(x)
+    n_val = int(round(fraction * n))
     if n_val == 0 or n_val == n:
         side = "no validation sample" if n_val == 0 else "no training sample"
-        raise ConfigError(f"{owner}: fraction {fraction:g} of {n} samples leaves {side}; "
-                          f"hint: choose a fraction between {1 / n:.3g} and {1 - 1 / n:.3g}")
+        raise ConfigError(f"{owner}: {name} {fraction:g} of {n} samples leaves {side}; "
+                          f"hint: choose a {name} between {1 / n:.3g} and {1 - 1 / n:.3g}")
+    return n, n_val
 
 
 # --------------------------------------------------------------------------- augmentation

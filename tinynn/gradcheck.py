@@ -51,9 +51,17 @@ def gradcheck(layer_or_loss, x, target=None, h=1e-6, seed=0):
 
 
 def _check_layer(layer, x, h, seed):
-    # Random layers (dropout) must draw the same numbers at every forward: replay the generator.
+    # Random layers (dropout) must draw the same numbers at every forward: replay the generator,
+    # and leave it as it was found, even when the layer raises (finally).
     state = tn_random.rng().bit_generator.state
+    try:
+        return _compare_gradients(layer, x, h, seed, state)
+    finally:
+        tn_random.rng().bit_generator.state = state
 
+
+def _compare_gradients(layer, x, h, seed, state):
+    """The errors ``gradcheck`` returns; every forward replays the generator from ``state``."""
     def forward():
         tn_random.rng().bit_generator.state = state
         return layer.forward(x, training=True)
@@ -78,5 +86,4 @@ def _check_layer(layer, x, h, seed):
     errors = {"input": relative_error(analytic["input"], numerical_gradient(objective, x, h))}
     for name, p in layer.params.items():
         errors[name] = relative_error(analytic[name], numerical_gradient(objective, p, h))
-    tn_random.rng().bit_generator.state = state
     return errors
