@@ -87,8 +87,8 @@ def test_the_table_covers_every_layer_class_in_tinynn():
             yield sub
             yield from subclasses(sub)
     public = {cls.__name__ for cls in subclasses(tn.Layer)
-              if cls.__module__.startswith("tinynn.") and not cls.__module__.startswith("tinynn.course")
-              and not cls.__name__.startswith("_")}
+              if cls.__module__.startswith("tinynn.") and not cls.__name__.startswith("_")
+              and not cls.__module__.startswith("tinynn.course")}
     covered = {type(LAYERS[name][0]()).__name__ for name in LAYERS}
     assert public <= covered, f"add {sorted(public - covered)} to LAYERS"
 

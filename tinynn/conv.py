@@ -223,9 +223,13 @@ class Conv2D(Layer):
     def _check(self, x):
         _check_images(self, x)
         w = self.params.get("w")
-        if w is not None and (x.shape[3] != w.shape[2] or x.dtype != w.dtype):
-            raise ShapeError(f"{self!r}: expected images (batch, height, width, {w.shape[2]}) of "
-                             f"dtype {w.dtype}, got shape {x.shape} of dtype {x.dtype}")
+        if w is not None:
+            channels, dtype = w.shape[2], w.dtype
+        else:  # unbuilt: the channels of x, in the dtype the layer will be built in
+            channels, dtype = x.shape[3], self.dtype or x.dtype
+        if x.shape[3] != channels or x.dtype != dtype:
+            raise ShapeError(f"{self!r}: expected images (batch, height, width, {channels}) of "
+                             f"dtype {dtype}, got shape {x.shape} of dtype {x.dtype}")
         _, ho, wo, _ = self.output_shape(x.shape)
         if ho < 1 or wo < 1:
             (kh, kw), (dh, dw) = self.kernel_size, self.dilation
@@ -285,10 +289,11 @@ class Conv2D(Layer):
     # The same arithmetic, arranged for numpy and OpenBLAS (benchmarks/bench.py's fast-paths
     # table measures what each class's fast path saves on the benchmark CNN's epoch).
     def _fast_forward_one_channel(self, x, training):
-        """A single-channel input (a grayscale image's first layer): its receptive fields would be rows of only kh·kw numbers, slow to copy and to multiply.
-        They are stored per sample as the *columns* of a (kh·kw, Ho·Wo) block instead: im2col
-        then copies whole image planes, and backward gets dL/dcols from N products instead of
-        thousands of thin ones."""
+        """A single-channel input (a grayscale image's first layer): its receptive fields would
+        be rows of only kh·kw numbers, slow to copy and to multiply. They are stored per
+        sample as the *columns* of a (kh·kw, Ho·Wo) block instead: im2col then copies whole
+        image planes, and backward gets dL/dcols from N products instead of thousands of thin
+        ones."""
         n, ho, wo, f = self.output_shape(x.shape)
         kh, kw = self.kernel_size
         xp = np.pad(x, ((0, 0), *self._pads(x.shape[1], x.shape[2]), (0, 0)))
