@@ -14,8 +14,9 @@ no training forward at all raises CallOrderError.
 Backward never writes into what forward saved. It only reads the saved tensors, so a second
 backward after one forward returns the same dL/dx and the same gradients as the first (a
 gradient-accumulation loop, or a notebook cell run twice, gets the right numbers). Reusing a
-saved buffer for scratch work would be a speed trick; tinynn has none: Conv2D's fast backward
-allocates its dL/dcols, which costs nothing measurable (allocations of that size are recycled).
+saved buffer as scratch space would be a speed trick that breaks this; tinynn uses none (Conv2D's
+fast backward allocates its own dL/dcols: reusing the saved im2col matrix saved no measurable
+time).
 
 The dtype rule. Every layer computes in floating point: an input that is not a floating-point
 numpy array (int, bool, ...) raises ShapeError naming the layer and the dtype it got, with the
@@ -139,10 +140,10 @@ class Dense(Layer):
         self.make_grads()
 
     def forward(self, x, training=True):
+        check_float_input(x, self)
         if x.ndim != 2:
             raise ShapeError(f"{self!r}: expected input of shape (batch, in_features), got shape "
                              f"{x.shape}; hint: put a Flatten() before Dense for images")
-        check_float_input(x, self)
         if "w" not in self.params:
             self.build(x.shape[1], self.dtype or x.dtype)
         w = self.params["w"]
