@@ -691,3 +691,64 @@ def test_a_cnn_with_batchnorm_trains_and_round_trips_through_save_and_load(tmp_p
     for a, b in zip(loaded.net.params, model.net.params):
         assert np.array_equal(a, b)
     assert loaded.predict(x[:3]).shape == (3, 4)  # inference works right after loading
+
+
+# ---------------------------------------------------------------- dtype=, one-value batches, NaN
+def test_conv2d_takes_dtype_like_dense():
+    eager = Conv2D(2, 3, in_channels=3, dtype=np.float64)
+    assert eager.params["w"].dtype == eager.params["b"].dtype == np.float64
+    assert Conv2D(2, 3, in_channels=3).params["w"].dtype == np.float32  # eager default
+    lazy = Conv2D(2, 3, dtype=np.float64)
+    with pytest.raises(tn.ShapeError, match="float64"):  # it will be float64, not x's float32
+        lazy.forward(np.zeros((1, 5, 5, 1), np.float32))
+    assert lazy.params == {}
+    assert lazy.forward(np.zeros((1, 5, 5, 1), np.float64)).dtype == np.float64
+    assert Conv2D(2, 3).forward(np.zeros((1, 5, 5, 1), np.float32)).dtype == np.float32
+    for wrong in (np.int32, "int64", bool, "text"):
+        with pytest.raises(tn.ConfigError, match="Conv2D: dtype must be a floating-point"):
+            Conv2D(2, 3, dtype=wrong)
+
+
+def test_avgpool_on_integers_is_refused_rather_than_rounded_to_zero():
+    x = np.arange(16).reshape(1, 4, 4, 1)
+    with pytest.raises(tn.ShapeError, match=r"AvgPool2D.*int64.*astype\(np.float32\)"):
+        AvgPool2D(2).forward(x)
+    np.testing.assert_array_equal(AvgPool2D(2).forward(x.astype(np.float64)).ravel(),
+                                  [2.5, 4.5, 10.5, 12.5])
+
+
+@pytest.mark.parametrize("shape", [(1, 4), (1, 1, 1, 3)], ids=["(N, C)", "(N, H, W, C)"])
+def test_batchnorm_refuses_a_training_batch_with_one_value_per_channel(shape):
+    layer = BatchNorm()
+    x = np.arange(1.0, 1.0 + np.prod(shape)).reshape(shape).astype(np.float32)
+    with pytest.raises(tn.ShapeError, match=r"BatchNorm\(.*more than 1 value per channel.*"
+                                            r"batch size 1"):
+        layer.forward(x)
+    assert layer.forward(x, training=False).shape == shape  # inference on one sample is fine
+    np.testing.assert_array_equal(layer.state["running_var"], np.ones(shape[-1], np.float32))
+    two = np.concatenate([x, x + 1.0])
+    assert layer.forward(two).shape == (2,) + shape[1:]  # two values per channel train
+    one_image = np.arange(6, dtype=np.float32).reshape(1, 2, 1, 3)  # one image of 2 pixels
+    assert BatchNorm().forward(one_image).shape == (1, 2, 1, 3)
+
+
+@pytest.mark.parametrize("pool,stride,shape", [(2, None, (2, 4, 4, 2)), (3, 2, (2, 7, 7, 2))])
+def test_maxpool_fast_and_textbook_agree_on_nan_and_send_the_gradient_to_the_first_nan(
+        pool, stride, shape):
+    gen = np.random.default_rng(22)
+    x = gen.standard_normal(shape)
+    x[0, 0, 1, 0] = np.nan                           # in the first window, not its first element
+    x[0, 1, 1, 0] = np.nan                           # a second NaN in that window: the first wins
+    x[1, 0:2, 0:2, 1] = np.nan                       # a window of NaN only
+    layer = MaxPool2D(pool, stride)
+    upstream = gen.standard_normal(layer.forward(x).shape)
+    fast, textbook = run_both_paths(layer, x, upstream).values()
+    for a, b in zip(fast[:3], textbook[:3]):
+        assert a.dtype == b.dtype and np.array_equal(a, b, equal_nan=True)
+    y, _, dx, _ = fast
+    assert np.isnan(y[0, 0, 0, 0]) and np.isnan(y[1, 0, 0, 1])
+    assert np.isfinite(y[0, :, :, 1]).all()  # a NaN stays in its own channel's windows
+    assert dx[0, 0, 1, 0] == upstream[0, 0, 0, 0] and dx[0, 1, 1, 0] == 0.0
+    assert dx[1, 0, 0, 1] == upstream[1, 0, 0, 1]  # all NaN: the first element wins
+    if stride is None:  # windows tile the input: one gradient per window
+        assert np.sum(dx[0, :pool, :pool, 0] != 0) == 1

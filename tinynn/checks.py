@@ -52,6 +52,16 @@ def check_float_dtype(dtype, owner):
     return dtype
 
 
+def check_float_input(x, owner):
+    """Refuse, with ShapeError, a layer input that is not a floating-point numpy array: integer
+    or bool data would build integer weights, or round every mean and scale to whole numbers.
+    ``owner`` is the layer (its repr names it in the message)."""
+    if not isinstance(x, np.ndarray) or x.dtype.kind != "f":
+        got = f"dtype {x.dtype}" if isinstance(x, np.ndarray) else type(x).__name__
+        raise ShapeError(f"{owner!r}: expected a floating-point numpy array (float32 or float64), "
+                         f"got {got}; hint: convert the data once, e.g. x.astype(np.float32)")
+
+
 def check_batch(x, what, owner, dtype):
     """``x`` as a non-empty, finite batch of ``dtype`` (samples first): the data going into a
     model, converted once on the way in; ShapeError or DataError otherwise."""

@@ -49,11 +49,12 @@ Textbook code and fast paths
 ----------------------------
 ``forward`` and ``backward`` of each layer, read top to bottom, are exactly the algorithm above.
 Speed tricks live apart, in ``_fast_*`` methods right after the textbook ones, each commented with
-what it buys (measured on the benchmark CNN's epoch, see benchmarks/README.md). A class attribute
+what it buys (how much, on the benchmark CNN's epoch: benchmarks/RESULTS.md). A class attribute
 ``fast = True`` picks them; ``Conv2D.fast = False`` (or ``layer.fast = False``) runs the textbook
 code instead, and the tests check that both give the same numbers.
 
-Everything stays in the input's dtype (float32 for training). No Python loop ever runs over
+Everything stays in the input's dtype (float32 for training; integer input is refused, see the
+dtype rule in ``tinynn.layers``). No Python loop ever runs over
 pixels or samples: the only loops are over the kh·kw kernel offsets (or pool offsets), each
 iteration a whole-batch array operation.
 
@@ -64,6 +65,7 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from . import initializers
+from .checks import check_float_dtype, check_float_input, check_int
 from .errors import ConfigError, ShapeError
 from .layers import Layer
 
@@ -95,8 +97,7 @@ def _check_images(layer, x):
         raise ShapeError(f"{layer!r}: expected images of shape (batch, height, width, channels), "
                          f"got shape {np.shape(x)}; hint: channels-last, e.g. flat MNIST as "
                          "x.reshape(-1, 28, 28, 1)")
-
-
+    check_float_input(x, layer)
 
 
 # ---------------------------------------------------------------- im2col and col2im
@@ -162,20 +163,20 @@ class Conv2D(Layer):
     """2-D convolution (cross-correlation, as in every framework) over channels-last images.
 
     ``Conv2D(filters, kernel_size, stride=1, padding="valid", dilation=1, init="he_normal",
-    bias=True)``; sizes are an int or an (h, w) pair. ``padding``: "valid" (none), "same"
-    (output size = ceil(input / stride), extra padding at the bottom/right when odd, as in
-    Keras), or an int / (h, w) pair of zeros added on each side. The input channels are inferred
-    on the first forward (or given as ``in_channels``). Parameters: ``w`` (kh, kw, C, filters),
-    ``b`` (filters,). See the module docstring for the im2col forward and the backward."""
+    bias=True, in_channels=None, dtype=None)``; sizes are an int or an (h, w) pair. ``padding``:
+    "valid" (none), "same" (output size = ceil(input / stride), extra padding at the
+    bottom/right when odd, as in Keras), or an int / (h, w) pair of zeros added on each side.
+    The input channels are inferred on the first forward (or given as ``in_channels``);
+    ``dtype`` fixes the parameters' dtype as in Dense (see the dtype rule in
+    ``tinynn.layers``). Parameters: ``w`` (kh, kw, C, filters), ``b`` (filters,). See the module
+    docstring for the im2col forward and the backward."""
 
     fast = True  # False: run the textbook forward/backward (same numbers, slower)
 
     def __init__(self, filters, kernel_size, stride=1, padding="valid", dilation=1,
-                 init="he_normal", bias=True, in_channels=None):
+                 init="he_normal", bias=True, in_channels=None, dtype=None):
         super().__init__()
-        if not _is_int(filters) or filters < 1:
-            raise ConfigError(f"Conv2D: filters must be a positive integer, got {filters!r}")
-        self.filters = int(filters)
+        self.filters = check_int(filters, "filters", "Conv2D")
         self.kernel_size = _pair(kernel_size, "kernel_size", "Conv2D")
         self.stride = _pair(stride, "stride", "Conv2D")
         self.dilation = _pair(dilation, "dilation", "Conv2D")
@@ -188,18 +189,16 @@ class Conv2D(Layer):
             self.padding = _pair(padding, "padding", "Conv2D", minimum=0)
         self.init = initializers.get(init)
         self.bias = bool(bias)
+        self.dtype = None if dtype is None else check_float_dtype(dtype, "Conv2D")
         if in_channels is not None:
-            if not _is_int(in_channels) or in_channels < 1:
-                raise ConfigError(f"Conv2D: in_channels must be a positive integer, got "
-                                  f"{in_channels!r}")
-            self.build(int(in_channels), np.float32)
+            self.build(check_int(in_channels, "in_channels", "Conv2D"), self.dtype or np.float32)
 
     def build(self, in_channels, dtype):
         """Create the parameters once the input channels (and dtype) are known."""
         self.params["w"] = self.init(self.kernel_size + (in_channels, self.filters), dtype)
         if self.bias:
             self.params["b"] = np.zeros(self.filters, dtype=dtype)
-        self.grads = {name: np.zeros_like(p) for name, p in self.params.items()}
+        self.make_grads()
 
     def _pads(self, h, w):
         """((top, bottom), (left, right)) zero rows/columns to add for an h × w input."""
@@ -224,9 +223,13 @@ class Conv2D(Layer):
     def _check(self, x):
         _check_images(self, x)
         w = self.params.get("w")
-        if w is not None and (x.shape[3] != w.shape[2] or x.dtype != w.dtype):
-            raise ShapeError(f"{self!r}: expected images (batch, height, width, {w.shape[2]}) of "
-                             f"dtype {w.dtype}, got shape {x.shape} of dtype {x.dtype}")
+        if w is not None:
+            channels, dtype = w.shape[2], w.dtype
+        else:  # unbuilt: the channels of x, in the dtype the layer will be built in
+            channels, dtype = x.shape[3], self.dtype or x.dtype
+        if x.shape[3] != channels or x.dtype != dtype:
+            raise ShapeError(f"{self!r}: expected images (batch, height, width, {channels}) of "
+                             f"dtype {dtype}, got shape {x.shape} of dtype {x.dtype}")
         _, ho, wo, _ = self.output_shape(x.shape)
         if ho < 1 or wo < 1:
             (kh, kw), (dh, dw) = self.kernel_size, self.dilation
@@ -244,15 +247,14 @@ class Conv2D(Layer):
         (top, _), (left, _) = self._pads(x_shape[1], x_shape[2])
         return dxp[:, top:top + x_shape[1], left:left + x_shape[2]]
 
-
     # ------------------------------------------------------------ textbook
     def forward(self, x, training=True):
         """pad → im2col → one matrix product (+ bias) → reshape to (N, Ho, Wo, filters)."""
         self._check(x)
         if "w" not in self.params:
-            self.build(x.shape[3], x.dtype)
+            self.build(x.shape[3], self.dtype or x.dtype)
         if self.fast and x.shape[3] == 1:
-            return self._fast_forward_one_channel(x, training)  # fast path, see below
+            return self._fast_forward_one_channel(x, training)
         n, ho, wo, f = self.output_shape(x.shape)
         xp = np.pad(x, ((0, 0), *self._pads(x.shape[1], x.shape[2]), (0, 0)))
         cols = im2col(xp, self.kernel_size, self.stride, self.dilation)
@@ -261,7 +263,7 @@ class Conv2D(Layer):
             y += self.params["b"]
         if training:
             self.save_for_backward({"x_shape": x.shape, "xp_shape": xp.shape, "cols": cols,
-                           "layout": "rows"})
+                                    "layout": "rows"})
         return y.reshape(n, ho, wo, f)
 
     def backward(self, grad, input_grad=True):
@@ -270,7 +272,7 @@ class Conv2D(Layer):
         the gradient of the data, and skipping it saves a product and the col2im)."""
         (cache,) = self.saved_tensors
         if self.fast:
-            return self._fast_backward(grad, input_grad, cache)  # fast path, see below
+            return self._fast_backward(grad, input_grad, cache)
         if cache["layout"] != "rows":
             raise ConfigError(f"{self!r}: fast was switched off between forward and backward")
         g = grad.reshape(-1, self.filters)
@@ -284,16 +286,14 @@ class Conv2D(Layer):
         return self._crop(dxp, cache["x_shape"])
 
     # ------------------------------------------------------------ fast path
-    # The same arithmetic, arranged for numpy and OpenBLAS. "+N%": how much longer the benchmark
-    # CNN's epoch (batch 128, 28×28×1 → conv 16 → pool → conv 32 → pool → dense 10) takes with
-    # that one trick turned back into textbook code (interleaved runs, median of 7 pairs, 2 cores;
-    # benchmarks/bench.py's fast-paths table measures whole classes).
+    # The same arithmetic, arranged for numpy and OpenBLAS (benchmarks/bench.py's fast-paths
+    # table measures what each class's fast path saves on the benchmark CNN's epoch).
     def _fast_forward_one_channel(self, x, training):
-        """A single-channel input (a grayscale image's first layer; +11%): its
-        receptive fields would be rows of only kh·kw numbers, slow to copy and to multiply.
-        They are stored per sample as the *columns* of a (kh·kw, Ho·Wo) block instead: im2col
-        then copies whole image planes, and backward gets dL/dcols from N products instead of
-        thousands of thin ones."""
+        """A single-channel input (a grayscale image's first layer): its receptive fields would
+        be rows of only kh·kw numbers, slow to copy and to multiply. They are stored per
+        sample as the *columns* of a (kh·kw, Ho·Wo) block instead: im2col then copies whole
+        image planes, and backward gets dL/dcols from N products instead of thousands of thin
+        ones."""
         n, ho, wo, f = self.output_shape(x.shape)
         kh, kw = self.kernel_size
         xp = np.pad(x, ((0, 0), *self._pads(x.shape[1], x.shape[2]), (0, 0)))
@@ -305,13 +305,13 @@ class Conv2D(Layer):
             y += self.params["b"]
         if training:
             self.save_for_backward({"x_shape": x.shape, "xp_shape": xp.shape, "cols": cols,
-                           "layout": "columns"})
+                                    "layout": "columns"})
         return y.reshape(n, ho, wo, f)
 
     def _fast_backward(self, grad, input_grad, cache):
         cols, f = cache["cols"], self.filters
         n, ho, wo, _ = grad.shape
-        if self.bias:  # +18%, see _channel_sum
+        if self.bias:  # see _channel_sum
             self.grads["b"][...] = _channel_sum(grad)
         dw = self.grads["w"].reshape(-1, f)
         if cache["layout"] == "columns":
@@ -322,16 +322,18 @@ class Conv2D(Layer):
             return None
         kh, kw, c, _ = self.params["w"].shape
         w2 = self._w2()
+        # dL/dcols in a new array: ``cols`` is what forward saved, and backward never writes into
+        # it (a second backward must see the same cols).
         if cache["layout"] == "columns":
-            # dL/dcols = W₂ Gᵀ per sample, into cols (used up: backward runs once per forward).
-            dcols = np.matmul(w2, grad.reshape(n, ho * wo, f).transpose(0, 2, 1), out=cols)
+            # dL/dcols = W₂ Gᵀ per sample, (N, kh·kw, Ho·Wo): N products instead of thousands.
+            dcols = np.matmul(w2, grad.reshape(n, ho * wo, f).transpose(0, 2, 1))
             rows = dcols.reshape(n, kh, kw, ho, wo, 1).transpose(0, 3, 4, 1, 2, 5)
         else:
-            # dL/dcols = G W₂ᵀ laid out offset-major, (kh·kw, N·Ho·Wo, C), into cols (same size,
-            # used up): each kernel offset's block is then contiguous for col2im's strided adds
-            # (+67%). The tiny transposed weight is copied: matmul is slower on a view.
+            # dL/dcols = G W₂ᵀ laid out offset-major, (kh·kw, N·Ho·Wo, C): each kernel offset's
+            # block is then contiguous for col2im's strided adds. The tiny transposed weight is
+            # copied: matmul is slower on a view.
             w_t = np.ascontiguousarray(w2.reshape(kh * kw, c, f).transpose(0, 2, 1))
-            dcols = np.matmul(grad.reshape(1, -1, f), w_t, out=cols.reshape(kh * kw, -1, c))
+            dcols = np.matmul(grad.reshape(1, -1, f), w_t)
             rows = dcols.reshape(kh, kw, n, ho, wo, c).transpose(2, 3, 4, 0, 1, 5)
         dxp = col2im(rows, cache["xp_shape"], self.kernel_size, self.stride, self.dilation)
         return self._crop(dxp, cache["x_shape"])
@@ -345,9 +347,8 @@ class Conv2D(Layer):
 
 def _channel_sum(a):
     """Per-channel sums of a (N, ..., C) array over every axis but the last (Conv2D's fast
-    path). Summing the samples first (long contiguous rows), then the positions, is ~10× faster
-    than one reduction over N·H·W short rows of C numbers: 0.3 instead of 2.8 ms per step for
-    the benchmark CNN's two bias gradients."""
+    path). Summing the samples first (long contiguous rows), then the positions, is much faster
+    than one reduction over N·H·W short rows of C numbers."""
     total = a.sum(axis=0)
     return total.reshape(-1, a.shape[-1]).sum(axis=0) if a.ndim > 2 else total
 
@@ -379,7 +380,6 @@ class _Pool2D(Layer):
         return [(slice(None), slice(i, i + sh * (ho - 1) + 1, sh), slice(j, j + sw * (wo - 1) + 1, sw))
                 for i in range(ph) for j in range(pw)]
 
-
     def config(self):
         return {"pool_size": _compact(self.pool_size), "stride": _compact(self.stride)}
 
@@ -387,6 +387,10 @@ class _Pool2D(Layer):
 class MaxPool2D(_Pool2D):
     """The maximum of each pool_size window, per channel. Backward: each window's gradient goes
     to the element that won the max (the first one on ties, as in PyTorch); the rest get 0.
+
+    NaN wins: the maximum of a window that holds a NaN is NaN (as in PyTorch and np.max), and
+    the window's gradient goes to its first NaN. A NaN in the data so shows up in the output
+    instead of being silently dropped.
 
     The loop runs over the ph·pw window offsets, each a whole-batch strided slice: a running
     maximum, and which offset holds it — all the backward needs (not x itself)."""
@@ -397,13 +401,15 @@ class MaxPool2D(_Pool2D):
     def forward(self, x, training=True):
         ho, wo = self._geometry(x)
         if self.fast:
-            return self._fast_forward(x, ho, wo, training)  # fast path, see below
+            return self._fast_forward(x, ho, wo, training)
         offsets = self._offsets(ho, wo)
         y = x[offsets[0]].copy()
         winner = np.zeros(y.shape, dtype=np.intp)
         for k, offset in enumerate(offsets[1:], start=1):
-            better = x[offset] > y  # strict: on ties the earlier element keeps the win
-            y[better] = x[offset][better]
+            candidate = x[offset]
+            # strict: on ties the earlier element keeps the win; a NaN beats every number
+            better = (candidate > y) | (np.isnan(candidate) & ~np.isnan(y))
+            y[better] = candidate[better]
             winner[better] = k
         if training:
             self.save_for_backward(x.shape, winner)
@@ -414,7 +420,7 @@ class MaxPool2D(_Pool2D):
         pooling layer has nothing else to compute)."""
         x_shape, winner = self.saved_tensors
         if self.fast and self._tiles(x_shape):
-            return self._fast_backward(grad, x_shape, winner)  # fast path, see below
+            return self._fast_backward(grad, x_shape, winner)
         dx = np.zeros(x_shape, dtype=grad.dtype)
         for k, offset in enumerate(self._offsets(*grad.shape[1:3])):
             dx[offset] += grad * (winner == k)
@@ -423,8 +429,8 @@ class MaxPool2D(_Pool2D):
     # ------------------------------------------------------------ fast path
     def _fast_forward(self, x, ho, wo, training):
         # The winner as a small uint8 index, updated by arithmetic: masked writes (y[better] =
-        # ..., winner[better] = k) take ~10× longer than these whole-array operations (+120% on
-        # the benchmark CNN's epoch, see Conv2D's fast path).
+        # ..., winner[better] = k) take ~10× longer than these whole-array operations.
+        # np.maximum propagates NaN; the rare windows holding one get their winner afterwards.
         offsets = self._offsets(ho, wo)
         y = x[offsets[0]].copy()
         winner = np.zeros(y.shape, dtype=np.uint8 if len(offsets) <= 256 else np.intp)
@@ -432,6 +438,10 @@ class MaxPool2D(_Pool2D):
             better = x[offset] > y
             np.maximum(y, x[offset], out=y)
             winner += better * (k - winner)
+        nan = np.isnan(y)
+        if nan.any():
+            for k in reversed(range(len(offsets))):  # last to first: the first NaN wins
+                winner[nan & np.isnan(x[offsets[k]])] = k
         if training:
             self.save_for_backward(x.shape, winner)
         return y
@@ -443,7 +453,7 @@ class MaxPool2D(_Pool2D):
 
     def _fast_backward(self, grad, x_shape, winner):
         # Windows that tile the input write every input element once: straight into an
-        # uninitialised array, with no zero fill and no read-add-write (+5%).
+        # uninitialised array, with no zero fill and no read-add-write.
         dx = np.empty(x_shape, dtype=grad.dtype)
         for k, offset in enumerate(self._offsets(*grad.shape[1:3])):
             np.multiply(grad, winner == k, out=dx[offset])

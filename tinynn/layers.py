@@ -11,8 +11,19 @@ Training and inference. Only a training forward saves anything. A forward with
 as it was, so a backward after it still belongs to the last training forward; a backward with
 no training forward at all raises CallOrderError.
 
-The dtype rule. A layer's dtype is fixed when its parameters are created: from ``dtype=`` if
-given, else from the first input (lazy, ``Dense(10)``) or float32 (eager,
+Backward never writes into what forward saved. It only reads the saved tensors, so a second
+backward after one forward returns the same dL/dx and the same gradients as the first (a
+gradient-accumulation loop, or a notebook cell run twice, gets the right numbers). Reusing a
+saved buffer as scratch space would be a speed trick that breaks this; tinynn uses none (Conv2D's
+fast backward allocates its own dL/dcols: reusing the saved im2col matrix saved no measurable
+time).
+
+The dtype rule. Every layer computes in floating point: an input that is not a floating-point
+numpy array (int, bool, ...) raises ShapeError naming the layer and the dtype it got, with the
+hint ``x.astype(np.float32)``. Integer data would otherwise build integer weights (Dense,
+Conv2D), round means and scales to whole numbers (AvgPool2D, BatchNorm), or come out of an
+activation as float64. A layer's dtype is fixed when its parameters are created: from
+``dtype=`` if given, else from the first input (lazy, ``Dense(10)``) or float32 (eager,
 ``Dense(10, in_features=784)``). After that an input of another dtype raises ShapeError naming
 the layer, the expected and the actual dtype. A layer never casts: a silent cast would hide a
 float64 array that doubles memory and time, or a float32 one that ruins a gradient check
@@ -24,7 +35,7 @@ Arrays are batch-first: the first axis indexes samples.
 import numpy as np
 
 from . import initializers
-from .checks import check_float_dtype, check_int, check_number
+from .checks import check_float_dtype, check_float_input, check_int, check_number
 from .errors import CallOrderError, ShapeError
 from .functional import sigmoid
 from .random import rng
@@ -44,6 +55,12 @@ class Layer:
     ``input_grad`` is False: a net's first layer gets that, because its input is the data and
     nobody needs dL/d(data), so it may skip computing it. A backward that takes only ``grad``
     (a layer you write yourself) is fine too: Net then calls it with ``grad`` alone.
+
+    ``grads``: one array per parameter, created with it (``make_grads``), same shape and
+    dtype. Every built-in backward writes its result *into* these arrays (``grads[name][...] =
+    ...``) rather than binding new ones, so a list taken once from ``net.grads`` keeps showing the
+    latest gradients. A layer you write may bind new arrays instead (``self.grads["w"] = ...``):
+    ``Net.grads`` reads ``layer.grads`` afresh at every call, so Net and Model work either way.
 
     ``state``: arrays that belong to the model but are not trained (BatchNorm's running
     statistics, PyTorch's buffers): saved and restored with ``params``, never given to an
@@ -75,6 +92,10 @@ class Layer:
                                  "an inference forward (training=False) keeps nothing for it")
         return saved
 
+    def make_grads(self):
+        """A zero gradient array for every parameter (call it whenever ``params`` is created)."""
+        self.grads = {name: np.zeros_like(p) for name, p in self.params.items()}
+
     def config(self):
         """The constructor arguments that define this layer's architecture (used by save/load)."""
         return {}
@@ -82,7 +103,7 @@ class Layer:
     def load_params(self, params):
         """Adopt saved parameter arrays (creating them if this layer is still unbuilt)."""
         self.params = {name: np.array(value) for name, value in params.items()}
-        self.grads = {name: np.zeros_like(value) for name, value in self.params.items()}
+        self.make_grads()
 
     def load_state(self, state):
         """Adopt saved state arrays (after ``load_params``)."""
@@ -116,9 +137,10 @@ class Dense(Layer):
         self.params["w"] = self.init((in_features, self.units), dtype)
         if self.bias:
             self.params["b"] = np.zeros(self.units, dtype=dtype)
-        self.grads = {name: np.zeros_like(p) for name, p in self.params.items()}
+        self.make_grads()
 
     def forward(self, x, training=True):
+        check_float_input(x, self)
         if x.ndim != 2:
             raise ShapeError(f"{self!r}: expected input of shape (batch, in_features), got shape "
                              f"{x.shape}; hint: put a Flatten() before Dense for images")
@@ -135,12 +157,12 @@ class Dense(Layer):
 
     def backward(self, grad, input_grad=True):
         (x,) = self.saved_tensors
-        self.grads["w"] = x.T @ grad              # dL/dw = Xᵀ G
+        self.grads["w"][...] = x.T @ grad              # dL/dw = Xᵀ G
         if self.bias:
-            self.grads["b"] = grad.sum(axis=0)    # dL/db = Σ_rows G
-        if not input_grad:                        # the net's first layer: dL/d(data) unused
+            self.grads["b"][...] = grad.sum(axis=0)    # dL/db = Σ_rows G
+        if not input_grad:                             # the net's first layer: dL/d(data) unused
             return None
-        return grad @ self.params["w"].T          # dL/dX = G wᵀ
+        return grad @ self.params["w"].T               # dL/dX = G wᵀ
 
     def config(self):
         return {"units": self.units, "bias": self.bias}
@@ -150,6 +172,7 @@ class ReLU(Layer):
     """max(0, x). Derivative: 1 where x > 0, else 0."""
 
     def forward(self, x, training=True):
+        check_float_input(x, self)
         if training:
             self.save_for_backward(x > 0)
         return np.maximum(x, 0)
@@ -167,6 +190,7 @@ class LeakyReLU(Layer):
         self.alpha = check_number(alpha, "alpha", "LeakyReLU")
 
     def forward(self, x, training=True):
+        check_float_input(x, self)
         positive = x > 0
         if training:
             self.save_for_backward(positive)
@@ -185,6 +209,7 @@ class Sigmoid(Layer):
     Derivative: σ(x)(1 − σ(x)), from the output alone."""
 
     def forward(self, x, training=True):
+        check_float_input(x, self)
         y = sigmoid(x)
         if training:
             self.save_for_backward(y)
@@ -199,6 +224,7 @@ class Tanh(Layer):
     """tanh(x). Derivative: 1 − tanh²(x)."""
 
     def forward(self, x, training=True):
+        check_float_input(x, self)
         y = np.tanh(x)
         if training:
             self.save_for_backward(y)
@@ -218,6 +244,7 @@ class GELU(Layer):
     A = 0.044715
 
     def forward(self, x, training=True):
+        check_float_input(x, self)
         t = np.tanh(self.C * (x + self.A * x ** 3))
         if training:
             self.save_for_backward(x, t)
@@ -234,6 +261,7 @@ class Softplus(Layer):
     Derivative: σ(x)."""
 
     def forward(self, x, training=True):
+        check_float_input(x, self)
         if training:
             self.save_for_backward(x)
         return np.logaddexp(0.0, x)
@@ -247,6 +275,7 @@ class Flatten(Layer):
     """(batch, d1, d2, ...) → (batch, d1·d2·…). Backward restores the shape."""
 
     def forward(self, x, training=True):
+        check_float_input(x, self)
         if training:
             self.save_for_backward(x.shape)
         return x.reshape(len(x), -1)
@@ -265,6 +294,7 @@ class Dropout(Layer):
         self.p = check_number(p, "p", "Dropout", "[0, 1)")
 
     def forward(self, x, training=True):
+        check_float_input(x, self)
         if not training:
             return x
         if self.p == 0.0:

@@ -8,6 +8,7 @@ model carry them along.
 """
 import numpy as np
 
+from .checks import check_float_input
 from .errors import ConfigError, ShapeError
 from .layers import Layer
 
@@ -19,9 +20,13 @@ class BatchNorm(Layer):
     Training: x̂ = (x − μ_B) / √(σ²_B + eps) with the batch's mean and (biased) variance per
     channel, y = γ·x̂ + β; the running averages move as running = momentum·running +
     (1 − momentum)·batch (Keras' convention; the running variance uses the unbiased batch
-    variance, as PyTorch does). Inference (training=False): the running statistics replace the
-    batch's, so a prediction does not depend on the rest of the batch, and nothing is kept for
-    a backward pass (a pending backward still sees the last training forward).
+    variance, as PyTorch does). A training batch needs more than one value per channel (more
+    than one sample, or one image of more than one pixel): one value is its own mean, so the
+    output would be β whatever the input, the gradient 0, and the running variance would be
+    pulled towards 0; such a batch raises ShapeError (PyTorch refuses it too). Inference
+    (training=False): the running statistics replace the batch's, so a prediction does not
+    depend on the rest of the batch (a batch of one is fine), and nothing is kept for a backward
+    pass (a pending backward still sees the last training forward).
 
     Backward, m values per channel, G = dL/dy:
         dL/dγ = Σ G·x̂      dL/dβ = Σ G
@@ -56,7 +61,7 @@ class BatchNorm(Layer):
 
     def build(self, channels, dtype):
         self.params = {"gamma": np.ones(channels, dtype), "beta": np.zeros(channels, dtype)}
-        self.grads = {name: np.zeros_like(p) for name, p in self.params.items()}
+        self.make_grads()
         self.state = {"running_mean": np.zeros(channels, dtype), "running_var": np.ones(channels, dtype)}
 
     def load_params(self, params):
@@ -70,6 +75,7 @@ class BatchNorm(Layer):
         if not isinstance(x, np.ndarray) or x.ndim not in (2, 4):
             raise ShapeError(f"{self!r}: expected features (batch, channels) or images (batch, "
                              f"height, width, channels), got shape {np.shape(x)}")
+        check_float_input(x, self)
         gamma = self.params.get("gamma")
         if gamma is not None and (x.shape[-1] != len(gamma) or x.dtype != gamma.dtype):
             raise ShapeError(f"{self!r}: expected {len(gamma)} channels (last axis) of dtype "
@@ -93,9 +99,14 @@ class BatchNorm(Layer):
         """The batch's mean and biased variance per channel; moves the running averages."""
         axes = tuple(range(x.ndim - 1))
         m = x.size // x.shape[-1]
+        if m == 1:
+            raise ShapeError(f"{self!r}: training needs more than 1 value per channel, got input "
+                             f"of shape {x.shape} (batch size {len(x)}): its mean is the value "
+                             "itself and its variance 0; hint: train on batches of 2 or more "
+                             "samples, or use forward(x, training=False) for one sample")
         mean = x.mean(axis=axes)
         var = x.var(axis=axes)
-        unbiased = var * (m / (m - 1)) if m > 1 else var
+        unbiased = var * (m / (m - 1))
         for name, batch in zip(self.STATE, (mean, unbiased)):
             running = self.momentum * self.state[name] + (1.0 - self.momentum) * batch
             self.state[name] = running.astype(x.dtype)
