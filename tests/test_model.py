@@ -406,3 +406,24 @@ def test_mnist_mlp_reaches_97_percent(monkeypatch):
     assert history["stopped"] is None
     accuracy = model.evaluate(x_test, y_test)["accuracy"]
     assert accuracy >= 0.97, f"test accuracy {accuracy:.4f}"
+
+
+def test_fit_refuses_a_last_batch_of_one_sample_for_batchnorm_unless_drop_last():
+    """A BatchNorm training batch of one sample is refused (it would output β and shrink the
+    running variance), so fit says so before training instead of failing mid-epoch."""
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(33, 4)).astype(np.float32), np.arange(33) % 3
+
+    def model():
+        tn.seed(0)
+        return tn.Model(tn.Net([tn.Dense(8), tn.BatchNorm(), tn.ReLU(), tn.Dense(3)]),
+                        tn.SoftmaxCrossEntropy(), tn.Adam())
+
+    untouched = model()
+    untouched.predict(x[:2])  # builds the lazy layers
+    before = untouched.net.state_dict()
+    with pytest.raises(tn.ConfigError, match=r"33 samples in batches of 16 .* drop_last=True"):
+        untouched.fit(x, y, batch_size=16)
+    assert all(np.array_equal(before[k], v) for k, v in untouched.net.state_dict().items())
+    assert len(model().fit(x, y, batch_size=16, drop_last=True)["step_loss"]) == 2
+    assert len(model().fit(x, y, batch_size=11)["step_loss"]) == 3  # no batch of one: fine

@@ -26,6 +26,7 @@ from .interrupt import HoldCtrlC
 from .losses import SigmoidCrossEntropy, SoftmaxCrossEntropy
 from .metrics import accuracy
 from .net import call_backward
+from .norm import BatchNorm
 
 
 class Model:
@@ -102,7 +103,7 @@ class Model:
         return {"loss": value, **({"accuracy": accuracy(pred, y)} if self.is_classifier else {})}
 
     def fit(self, x, y, epochs=1, batch_size=32, validation=None, shuffle=True, seed=None,
-            callbacks=(), progress=False, validation_split=None, augment=None):
+            callbacks=(), progress=False, validation_split=None, augment=None, drop_last=False):
         """Train for ``epochs`` passes over (x, y). Returns the history: per-epoch 'loss' (and
         'accuracy', 'val_loss', 'val_accuracy'), every batch's loss in 'step_loss', and 'stopped'
         (None, or why training ended early: divergence, a callback, or an interrupt).
@@ -113,6 +114,9 @@ class Model:
         stratified split). ``augment``: a function ``x_batch -> x_batch`` applied to every
         training batch, never to validation data (e.g. ``lambda xb: tn.data.shift_images(xb,
         2)``); the reported training loss and accuracy are then those of augmented batches.
+        ``drop_last=True`` skips each epoch's final, smaller batch. A net with BatchNorm cannot
+        train on a batch of one sample, so fit refuses data that would leave one over unless
+        ``drop_last`` is set.
 
         A NaN/inf loss stops training with a DivergenceWarning and rolls the net (parameters
         and layer state) back to the start of the latest epoch whose first step still had a
@@ -120,8 +124,8 @@ class Model:
         Ctrl-C (or a dashboard's Stop) ends training cleanly, keeping the history up to that
         point; a Ctrl-C in the middle of a step waits for the step to finish."""
         x, y, validation = self._check_fit_args(x, y, epochs, batch_size, validation,
-                                                validation_split, augment)
-        batches = BatchIterator(x, y, batch_size, shuffle=shuffle, seed=seed)
+                                                validation_split, augment, drop_last)
+        batches = BatchIterator(x, y, batch_size, shuffle=shuffle, seed=seed, drop_last=drop_last)
         self._augment = augment
         history = {"loss": [], "step_loss": [], "stopped": None,
                    **({"accuracy": []} if self.is_classifier else {})}
@@ -217,7 +221,7 @@ class Model:
         return check_targets(y, n, "Model")
 
     def _check_fit_args(self, x, y, epochs, batch_size, validation, validation_split=None,
-                        augment=None):
+                        augment=None, drop_last=False):
         """Check everything before a single parameter changes (validation data too, so a
         mistake there fails now rather than after an epoch of training)."""
         check_int(epochs, "epochs", "Model.fit", minimum=0)
@@ -233,6 +237,11 @@ class Model:
                                   "validation_split=, not both")
             (x, y), validation = holdout_last(x, y, validation_split)
         x, y = self._checked_pair(x, y, "x")
+        if len(x) % batch_size == 1 and not drop_last \
+                and any(isinstance(layer, BatchNorm) for layer in self.net.layers):
+            raise ConfigError(f"Model.fit: {len(x)} samples in batches of {batch_size} leave a "
+                              "last batch of one sample, and BatchNorm cannot train on one; "
+                              "hint: pass drop_last=True, or another batch_size")
         if validation is not None:
             validation = self._checked_pair(*validation, "validation x")
         return x, y, validation
