@@ -47,17 +47,19 @@ def test_framework_modules_import_no_course_tooling():
 
 
 def test_import_tinynn_is_fast_and_light():
-    code = ("import sys, time; start = time.perf_counter(); import tinynn; "
-            "took = time.perf_counter() - start; "
+    # CPU time, not wall time: on a loaded machine (CI runs two workers on two cores) waiting
+    # for a core is not the import's cost, and a wall-clock limit fails by chance there.
+    code = ("import sys, time; start = time.process_time(); import tinynn; "
+            "took = time.process_time() - start; "
             f"heavy = [m for m in sys.modules if m.split('.')[0] in {HEAVY!r} "
             f"or m.startswith('tinynn.course')]; print(took, heavy)")
     best = None
-    for _ in range(3):  # the fastest of three: a busy machine only ever adds time
+    for _ in range(3):  # the fastest of three: a busy machine only ever adds time (caches)
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                              check=True, cwd=PACKAGE.parent).stdout.split(" ", 1)
         best = min(best or 1e9, float(out[0]))
         assert out[1].strip() == "[]", out[1]
-    assert best < 0.3, f"import tinynn took {best:.3f} s"
+    assert best < 0.3, f"import tinynn took {best:.3f} s of CPU time"
 
 
 def layer_classes():
