@@ -104,10 +104,7 @@ class LayerCase:
         x = x if self.data is None else self.data(x)
         layer = with_fast(self.make(), self.fast)
         layer.forward(x, training=False)  # builds the parameters lazily, changes nothing else
-        for name, value in {**layer.params, **layer.state}.items():  # non-default values
-            value[...] = gen.standard_normal(value.shape)
-            if name == "running_var":
-                value[...] = np.abs(value) + 0.5
+        randomise(layer, gen)
         y = layer.forward(x, training=self.training)
         xt = torch.tensor(x, requires_grad=True)
         pt = {name: torch.tensor(value, requires_grad=name in layer.params)
@@ -122,10 +119,24 @@ class LayerCase:
         assert_close(dx, xt.grad, BACKWARD_RTOL, f"{self.id}: dL/dx")
         for name in layer.params:
             assert_close(layer.grads[name], pt[name].grad, BACKWARD_RTOL, f"{self.id}: dL/d{name}")
+        if layer.params:  # a net's first layer: parameter gradients only (Net, Model)
+            layer.forward(x, training=True)
+            assert layer.backward(upstream, input_grad=False) is None
+            for name in layer.params:
+                assert_close(layer.grads[name], pt[name].grad, BACKWARD_RTOL,
+                             f"{self.id}: dL/d{name} with input_grad=False")
 
 
-def activation(id, make, reference, **kwargs):
-    return LayerCase(id, make, (4, 5), lambda F, x, p, y: reference(F, x), **kwargs)
+def randomise(layer, gen):
+    """Random values in every parameter and state array (not the initialiser's or zeros)."""
+    for name, value in {**layer.params, **layer.state}.items():
+        value[...] = gen.standard_normal(value.shape)
+        if name == "running_var":
+            value[...] = np.abs(value) + 0.5
+
+
+def activation(name, make, reference, **kwargs):
+    return LayerCase(name, make, (4, 5), lambda F, x, p, y: reference(F, x), **kwargs)
 
 
 def dense_reference(F, x, p, y):
@@ -297,7 +308,7 @@ class RunningStatisticsCase:
         module = (torch.nn.BatchNorm2d if images else torch.nn.BatchNorm1d)(
             self.shape[-1], eps=1e-3, momentum=1.0 - self.momentum, dtype=torch.float64)
         as_torch = (lambda x: nchw(torch.tensor(x))) if images else torch.tensor
-        as_tinynn = (lambda y: nhwc(y)) if images else (lambda y: y)
+        as_tinynn = nhwc if images else (lambda y: y)
         layer.forward(batches[0], training=False)  # build
         for name in ("gamma", "beta"):
             layer.params[name][...] = gen.standard_normal(self.shape[-1])
