@@ -6,6 +6,7 @@ behind a derivative that is consistent with it: gradcheck would pass, these woul
 """
 import contextlib
 import math
+import os
 
 import numpy as np
 import pytest
@@ -100,6 +101,21 @@ def offline_mnist(monkeypatch):
         return tinynn.data.load_mnist(progress=False)
     except tn.DataError as err:
         pytest.skip(f"MNIST is not available offline here (no cache, no local mirror): {err}")
+
+
+def import_torch():
+    """PyTorch, the independent reference of tests/test_torch_reference.py, or skip the test
+    when it is not installed (torch is never a tinynn dependency). With TINYNN_REQUIRE_TORCH=1
+    (CI sets it) a missing torch fails the test instead: there a skipped cross-check means a
+    broken set-up, not an optional extra."""
+    try:
+        import torch
+    except ImportError as err:
+        if os.environ.get("TINYNN_REQUIRE_TORCH") == "1":
+            pytest.fail(f"TINYNN_REQUIRE_TORCH=1 but torch cannot be imported ({err}); install "
+                        "it (CPU build) or unset the variable to skip the cross-check")
+        pytest.skip("torch is not installed: no cross-check")
+    return torch
 
 
 def one_blas_thread():

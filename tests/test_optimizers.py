@@ -159,33 +159,6 @@ def test_learning_rate_is_a_plain_attribute_read_at_every_step():
     assert theta[0][0] == pytest.approx(-0.6)
 
 
-def test_against_torch_when_installed():
-    torch = pytest.importorskip("torch", reason="torch is not installed: no cross-check")
-    pairs = [
-        (lambda: tn.SGD(lr=0.1, weight_decay=0.01), lambda p: torch.optim.SGD(p, lr=0.1, weight_decay=0.01)),
-        (lambda: tn.Momentum(lr=0.05, momentum=0.9), lambda p: torch.optim.SGD(p, lr=0.05, momentum=0.9)),
-        (lambda: tn.Momentum(lr=0.05, momentum=0.9, nesterov=True),
-         lambda p: torch.optim.SGD(p, lr=0.05, momentum=0.9, nesterov=True)),
-        (lambda: tn.RMSProp(lr=0.01, rho=0.9, eps=1e-8),
-         lambda p: torch.optim.RMSprop(p, lr=0.01, alpha=0.9, eps=1e-8)),
-        (lambda: tn.Adam(lr=0.1), lambda p: torch.optim.Adam(p, lr=0.1)),
-        (lambda: tn.Adam(lr=0.1, weight_decay=0.05), lambda p: torch.optim.Adam(p, lr=0.1, weight_decay=0.05)),
-    ]
-    for ours, theirs in pairs:
-        params = [torch.tensor(t.copy(), dtype=torch.float64, requires_grad=True) for t in THETA0]
-        opt = theirs(params)
-        expected = []
-        for _ in range(STEPS):
-            opt.zero_grad()
-            for p, g in zip(params, gradient([p.detach().numpy() for p in params])):
-                p.grad = torch.tensor(g)
-            opt.step()
-            expected.append([p.detach().numpy().copy() for p in params])
-        for a, e in zip(trajectory(ours()), expected):
-            for k in range(len(a)):
-                np.testing.assert_allclose(a[k], e[k], rtol=1e-10, atol=1e-12)
-
-
 # ------------------------------------------------------------------ schedules
 @pytest.mark.parametrize("schedule, expected", [
     (tn.StepDecay(0.1, step_size=10, gamma=0.5), {0: 0.1, 9: 0.1, 10: 0.05, 25: 0.025}),
