@@ -598,10 +598,7 @@ class TrainStepCase:
 CASES = [*LAYER_CASES, *STATISTICS_CASES, *LOSS_CASES, *OPTIMIZER_CASES, *SCHEDULE_CASES,
          TrainStepCase()]
 
-KNOWN_BUGS = {  # case id -> why tinynn disagrees with PyTorch (an xfail that must keep failing)
-    "MaxPool2D-2-nan-fast": "B11: the fast path outputs NaN but sends the gradient to offset 0",
-    "MaxPool2D-2-nan-textbook": "B11: the textbook path skips NaN (outputs the largest number)",
-}
+KNOWN_BUGS = {}  # case id -> why tinynn disagrees with PyTorch (an xfail that must keep failing)
 
 
 def table():
