@@ -349,7 +349,18 @@ class InterruptMidStep(tn.Adam):
             os.kill(os.getpid(), signal.SIGINT)
 
 
-def test_ctrl_c_during_an_optimizer_step_lets_the_step_finish():
+@pytest.fixture
+def ctrl_c_interrupts():
+    """Python's own Ctrl-C handler (KeyboardInterrupt) for the test. A process started in the
+    background of a non-interactive shell, as CI starts its test run, inherits SIGINT *ignored*:
+    Python then installs no handler, and a Ctrl-C is (rightly) lost; the tests that interrupt
+    training must not depend on how the suite was started."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_ctrl_c_during_an_optimizer_step_lets_the_step_finish(ctrl_c_interrupts):
     def run(optimizer, callbacks=()):
         tn.seed(0)
         model = tn.Model(tn.Net([tn.Dense(8), tn.ReLU(), tn.Dense(3)]),
@@ -363,6 +374,29 @@ def test_ctrl_c_during_an_optimizer_step_lets_the_step_finish():
     twin, _ = run(tn.Adam(lr=1e-2), [StopAfter(6)])  # exactly six whole steps, no interrupt
     assert params_equal(interrupted.net.get_params(), twin.net.get_params())
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
+
+
+def test_where_ctrl_c_is_ignored_training_ignores_it_and_installs_no_handler():
+    """Started with SIGINT ignored (e.g. `nohup`, or `cmd &` in a script), nobody can stop the
+    process with Ctrl-C: fit leaves that as it is instead of installing a handler of its own."""
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        tn.seed(0)
+        model = tn.Model(tn.Net([tn.Dense(8), tn.ReLU(), tn.Dense(3)]),
+                         tn.SoftmaxCrossEntropy(), InterruptMidStep(at_step=6))
+        seen = []
+
+        class Watch(tn.Callback):
+            def on_batch_end(self, model, step, logs):
+                seen.append(signal.getsignal(signal.SIGINT))
+
+        x, y = toy_data(n=20)
+        history = model.fit(x, y, epochs=3, batch_size=5, seed=0, callbacks=[Watch()])
+        assert history["stopped"] is None and len(history["step_loss"]) == 12
+        assert set(seen) == {signal.SIG_IGN}
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 class StopAfter(tn.Callback):

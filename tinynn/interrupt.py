@@ -8,7 +8,9 @@ class HoldCtrlC:
     of a step), a Ctrl-C (SIGINT) is held; ``release()`` ends the step and then raises it as
     usual. The handler is installed once per ``with`` block, not per step: changing it is a
     system call. Only the main thread receives signals (a notebook cell runs there);
-    elsewhere, or under a handler Python cannot restore, the guard does nothing."""
+    elsewhere, under a handler Python cannot restore, or where Ctrl-C is ignored (a process
+    started in the background of a script inherits SIGINT ignored: nobody can interrupt it that
+    way), the guard does nothing."""
 
     def __init__(self):
         self.busy = self.held = False
@@ -16,7 +18,7 @@ class HoldCtrlC:
 
     def __enter__(self):
         if threading.current_thread() is threading.main_thread() \
-                and signal.getsignal(signal.SIGINT) is not None:
+                and signal.getsignal(signal.SIGINT) not in (None, signal.SIG_IGN):
             self.previous = signal.signal(signal.SIGINT, self._on_ctrl_c)
         return self
 
@@ -33,7 +35,7 @@ class HoldCtrlC:
     def _interrupt(self, signum, frame):
         if callable(self.previous):
             self.previous(signum, frame)  # the usual handler: raises KeyboardInterrupt
-        elif self.previous != signal.SIG_IGN:
+        else:  # SIG_DFL: the default action of SIGINT is to stop the program
             raise KeyboardInterrupt
 
     def release(self):
