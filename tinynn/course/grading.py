@@ -490,12 +490,17 @@ def _same_code(a, b):
 def _instructions(code):
     """(operation, argument) of each instruction, jump targets as instruction numbers. A method
     call on a module (np.mean(...)) compiles to LOAD_ATTR in a file that imports the module and
-    to LOAD_METHOD in a notebook cell that does not: both count as LOAD_ATTR. Before Python 3.11
+    to LOAD_METHOD in a notebook cell that does not: both count as LOAD_ATTR (from Python 3.12
+    the file's LOAD_ATTR is followed by a PUSH_NULL, which is not compared). Before Python 3.11
     a nested function or comprehension is made from its code and its qualified name, a constant
     that names the enclosing class ('Dense.forward.<locals>.<listcomp>'): only its last part
     counts, as from 3.11, where the name lives in the code."""
-    instructions = [i for i in dis.get_instructions(code) if i.opname != "CACHE"]
-    number = {i.offset: n for n, i in enumerate(instructions)}
+    every = list(dis.get_instructions(code))
+    instructions = [i for i in every if i.opname not in ("CACHE", "PUSH_NULL")]
+    number, compared = {}, 0   # a skipped instruction's number is the next compared one's
+    for i in every:
+        number[i.offset] = compared
+        compared += i.opname not in ("CACHE", "PUSH_NULL")
     jumps = set(dis.hasjrel) | set(dis.hasjabs)
     result = []
     for i, following in zip(instructions, instructions[1:] + [None]):
