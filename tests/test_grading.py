@@ -4,6 +4,8 @@ check's diagnosis, and every way of borrowing tinynn's reference is refused by n
 The implementations are written here the way a student writes them in the notebook.
 """
 import inspect
+import linecache
+import re
 import sys
 import types
 
@@ -341,6 +343,67 @@ def test_short_honest_functions_equal_to_the_reference_are_not_flagged():
     assert outcome("momentum", ScaffoldedMomentum) == (True, "")
     assert grading._statements(tn.Momentum.update) < grading.MIN_COPY_STATEMENTS \
         <= grading._statements(tn.conv.col2im)
+
+
+# ================================================================ on every supported Python
+def pasted_as(obj, name):
+    """``obj``'s source pasted into a notebook cell and renamed ``name``, as a student does."""
+    source = re.sub(rf"^(class|def) {obj.__name__}\b", rf"\1 {name}", inspect.getsource(obj),
+                    count=1, flags=re.MULTILINE)
+    namespace = {**vars(sys.modules[obj.__module__]), "__name__": "__main__"}
+    exec(compile(source, "<pasted cell>", "exec"), namespace)
+    return namespace[name]
+
+
+class DelegatesInALambda(MyDense):
+    def backward(self, grad):
+        return (lambda g: tn.Dense.backward(self, g))(grad)
+
+
+def test_grading_runs_on_this_python():
+    """Every path of grade() that reads a code object's names, on the running Python (Python 3.9
+    and 3.10 have no co_qualname: each hidden test used to stop on the AttributeError)."""
+    assert outcome("dense", MyDense) == (True, "")
+    for candidate, words in [
+            (RebuiltMethod, "MyDense.forward is rebuilt from the code of tinynn's Dense.forward"),
+            (Delegates, "MyDense.backward calls tinynn's Dense.backward — write your own"),
+            (DelegatesInALambda,
+             "MyDense.backward.<locals>.<lambda> calls tinynn's Dense.backward")]:
+        passed, message = outcome("dense", candidate)
+        assert not passed and words in message, (sys.version, message)
+    tripwire = grading._tripwire_code(tn.Dense.backward.__code__, 0)
+    assert tripwire.co_name == "backward"
+    assert getattr(tripwire, "co_qualname", "Dense.backward") == "Dense.backward"
+
+
+@pytest.mark.parametrize("exercise_id, obj, name, words", [
+    ("dense", tn.Dense, "MyDense", "MyDense.build"),            # holds a dict comprehension
+    ("batch_norm", tn.BatchNorm, "MyBatchNorm", "MyBatchNorm.forward"),   # a generator expression
+    ("matmul", tn.autograd.matmul, "my_matmul", "my_matmul is a copy of tinynn's matmul"),  # a def
+])
+def test_a_paste_renamed_as_the_students_is_a_copy(exercise_id, obj, name, words):
+    """Before Python 3.11 the code making a nested function or comprehension holds its qualified
+    name ('MyDense.build.<locals>.<dictcomp>'), which names the student's class or function: the
+    copy is found all the same."""
+    passed, message = outcome(exercise_id, pasted_as(obj, name))
+    assert not passed and words in message and "write your own" in message, message
+
+
+def test_a_notebook_cells_code_is_named_by_its_class():
+    """Before Python 3.11 the name of the student's code that calls the reference is read from
+    its source: for a notebook cell, the copy IPython keeps in linecache."""
+    cell = "<ipython-input-7-grading>"
+    source = ("class MyDense(StudentDense):\n"
+              "    def backward(self, grad):\n"
+              "        return tn.Dense.backward(self, grad)\n")
+    linecache.cache[cell] = (len(source), None, source.splitlines(True), cell)
+    try:
+        namespace = {"StudentDense": StudentDense, "tn": tn, "__name__": "__main__"}
+        exec(compile(source, cell, "exec"), namespace)
+        passed, message = outcome("dense", namespace["MyDense"])
+    finally:
+        del linecache.cache[cell]
+    assert not passed and message.startswith("MyDense.backward calls tinynn's Dense.backward")
 
 
 def test_patching_the_reference_or_the_checks_changes_nothing(monkeypatch):

@@ -2,9 +2,12 @@
 `import tinynn` is fast and light, and every layer class is part of the public API."""
 import ast
 import inspect
+import re
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 import tinynn as tn
 
@@ -90,18 +93,30 @@ def top_level_imports(source):
             yield node.module.split(".")[0]
 
 
+def project():
+    """pyproject.toml's [project] table (tomllib from Python 3.11, pytest's tomli before)."""
+    try:
+        import tomllib
+    except ImportError:
+        tomllib = pytest.importorskip("tomli")
+    return tomllib.loads((PACKAGE.parent / "pyproject.toml").read_text())["project"]
+
+
+def requirement_names(requirements):
+    """The distribution names of requirement lines ('numpy>=1.24' -> 'numpy'), comments skipped."""
+    return {re.split(r"[<>=!\[ ;]", line.strip())[0].lower() for line in requirements
+            if line.strip() and not line.lstrip().startswith(("#", "-"))}
+
+
 def test_the_course_extra_installs_what_the_notebooks_and_course_tooling_import():
     """`pip install "tinynn[course]"` is enough to run every notebook, `tinynn student` and
     `tinynn grade` (issue 14: 07 used to fail at cell 1 for want of threadpoolctl)."""
-    import re
-
     import nbformat
-    import pytest
-    tomllib = pytest.importorskip("tomllib")
+    if not hasattr(sys, "stdlib_module_names"):
+        pytest.skip("Python 3.9 has no list of its standard library's modules")
 
-    project = tomllib.loads((PACKAGE.parent / "pyproject.toml").read_text())["project"]
-    declared = {re.split(r"[<>=!\[ ]", requirement)[0].lower() for requirement in
-                project["dependencies"] + project["optional-dependencies"]["course"]}
+    declared = requirement_names(project()["dependencies"]
+                                 + project()["optional-dependencies"]["course"])
     imported = set()
     for path in sorted(PACKAGE.glob("course/*.py")):
         imported.update(top_level_imports(path.read_text(encoding="utf-8")))
@@ -115,3 +130,15 @@ def test_the_course_extra_installs_what_the_notebooks_and_course_tooling_import(
     missing = sorted(name for name in imported - set(sys.stdlib_module_names) - {"tinynn"}
                      if distribution.get(name, name).lower() not in declared)
     assert not missing, f"imported but not in the [course] extra: {missing}"
+
+
+def test_pytorch_is_a_test_only_requirement():
+    """PyTorch, the tests' independent reference, is pinned in requirements-test.txt (the
+    version of its CPU wheel: unpinned, pip pulls a multi-GB CUDA build) and required by nothing
+    a student installs: not tinynn, its course extra, nor requirements.txt."""
+    root = PACKAGE.parent
+    test_only = (root / "requirements-test.txt").read_text().splitlines()
+    assert "torch==2.13.0" in [line.split(";")[0].strip() for line in test_only]
+    student = (root / "requirements.txt").read_text().splitlines() + project()["dependencies"] \
+        + [r for extra in project().get("optional-dependencies", {}).values() for r in extra]
+    assert "torch" not in requirement_names(student)

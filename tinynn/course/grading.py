@@ -45,6 +45,7 @@ import importlib.util
 import inspect
 import io
 import itertools
+import linecache
 import os
 import sys
 import textwrap
@@ -460,7 +461,7 @@ def _refuse_borrowed(name, candidate, references, bases):
         code = func.__code__
         if _in_package(code.co_filename):
             how = "is" if _is_tinynn(func) else "is rebuilt from the code of"
-            return f"{label} {how} tinynn's {code.co_qualname} — write your own"
+            return f"{label} {how} tinynn's {_qualname(code)} — write your own"
     return _refuse_copies(functions, _reference_functions(references, bases))
 
 
@@ -489,17 +490,27 @@ def _same_code(a, b):
 def _instructions(code):
     """(operation, argument) of each instruction, jump targets as instruction numbers. A method
     call on a module (np.mean(...)) compiles to LOAD_ATTR in a file that imports the module and
-    to LOAD_METHOD in a notebook cell that does not: both count as LOAD_ATTR."""
-    instructions = [i for i in dis.get_instructions(code) if i.opname != "CACHE"]
-    number = {i.offset: n for n, i in enumerate(instructions)}
+    to LOAD_METHOD in a notebook cell that does not: both count as LOAD_ATTR (from Python 3.12
+    the file's LOAD_ATTR is followed by a PUSH_NULL, which is not compared). Before Python 3.11
+    a nested function or comprehension is made from its code and its qualified name, a constant
+    that names the enclosing class ('Dense.forward.<locals>.<listcomp>'): only its last part
+    counts, as from 3.11, where the name lives in the code."""
+    every = list(dis.get_instructions(code))
+    instructions = [i for i in every if i.opname not in ("CACHE", "PUSH_NULL")]
+    number, compared = {}, 0   # a skipped instruction's number is the next compared one's
+    for i in every:
+        number[i.offset] = compared
+        compared += i.opname not in ("CACHE", "PUSH_NULL")
     jumps = set(dis.hasjrel) | set(dis.hasjabs)
     result = []
-    for i in instructions:
+    for i, following in zip(instructions, instructions[1:] + [None]):
         argument = i.argval
         if i.opcode in jumps:
             argument = number.get(argument)
         elif inspect.iscode(argument):
             argument = _instructions(argument)
+        elif isinstance(argument, str) and following and following.opname == "MAKE_FUNCTION":
+            argument = argument.rpartition(".")[2]
         result.append(("LOAD_ATTR" if i.opname == "LOAD_METHOD" else i.opname, argument))
     return result
 
@@ -552,7 +563,7 @@ def _tripwires(functions):
         frame = sys._getframe(2)          # 0 here, 1 the tripwire code, 2 its caller
         while frame is not None and _in_package(frame.f_code.co_filename):
             frame = frame.f_back          # tinynn's own frames (e.g. a base class) lead there
-        calls.append((frame.f_code if frame else None, func.__code__.co_qualname))
+        calls.append((frame.f_code if frame else None, func.__qualname__))
         return original(*args, **kwargs)
 
     try:
@@ -586,8 +597,10 @@ def _tripwire_code(code, index):
         "    return tripwire"])
     namespace = {}
     exec(compile(source, "<tinynn tripwire>", "exec"), namespace)
-    return namespace["outer"]().__code__.replace(co_name=code.co_name,
-                                                  co_qualname=code.co_qualname)
+    names = {"co_name": code.co_name}
+    if hasattr(code, "co_qualname"):   # Python 3.11+
+        names["co_qualname"] = code.co_qualname
+    return namespace["outer"]().__code__.replace(**names)
 
 
 def _student_name(code, names, candidates):
@@ -599,6 +612,40 @@ def _student_name(code, names, candidates):
         if getattr(candidate, "__code__", None) is code:
             return name
         prefix = f"{getattr(candidate, '__qualname__', '')}."
-        if inspect.isclass(candidate) and code.co_qualname.startswith(prefix):
-            return name + code.co_qualname[len(prefix) - 1:]
-    return code.co_qualname
+        if inspect.isclass(candidate) and _qualname(code).startswith(prefix):
+            return name + _qualname(code)[len(prefix) - 1:]
+    return _qualname(code)
+
+
+# ================================================================ qualified names of code
+SCOPES = {ast.Lambda: "<lambda>", ast.ListComp: "<listcomp>", ast.SetComp: "<setcomp>",
+          ast.DictComp: "<dictcomp>", ast.GeneratorExp: "<genexpr>"}  # unnamed code's names
+
+
+def _qualname(code):
+    """The qualified name of a function's code, e.g. 'Dense.forward'. Python 3.11+ keeps it in
+    the code (co_qualname); before, it is read from the source (a file, or a notebook cell that
+    IPython keeps in linecache): the definition named co_name at line co_firstlineno."""
+    if hasattr(code, "co_qualname"):
+        return code.co_qualname
+    try:
+        tree = ast.parse("".join(linecache.getlines(code.co_filename)))
+    except (SyntaxError, ValueError):
+        return code.co_name
+    return _definitions(tree).get((code.co_firstlineno, code.co_name), code.co_name)
+
+
+def _definitions(node, prefix=""):
+    """{(first line, code name): qualified name} of the scopes in ``node`` (a function's first
+    line is its first decorator's)."""
+    found = {}
+    for child in ast.iter_child_nodes(node):
+        inner = prefix
+        if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) \
+                or type(child) in SCOPES:
+            name = getattr(child, "name", None) or SCOPES[type(child)]
+            first = min([child.lineno, *(d.lineno for d in getattr(child, "decorator_list", []))])
+            found[first, name] = prefix + name
+            inner = prefix + name + ("." if isinstance(child, ast.ClassDef) else ".<locals>.")
+        found.update(_definitions(child, inner))
+    return found
