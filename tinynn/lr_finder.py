@@ -74,8 +74,8 @@ def lr_range_test(model, x, y, start_lr=1e-6, end_lr=10.0, num_steps=200, batch_
     if not 0 < start_lr < end_lr or num_steps < 2:
         raise ConfigError(f"lr_range_test: need 0 < start_lr < end_lr and num_steps >= 2, got "
                           f"{start_lr!r}, {end_lr!r}, {num_steps!r}")
-    params, optimizer = model.net.params, model.optimizer
-    x = np.asarray(x, dtype=params[0].dtype if params else model.dtype)
+    optimizer = model.optimizer
+    x = np.asarray(x, dtype=model.dtype)
     model.net.forward(x[:1], training=False)  # builds lazy layers, so there is something to restore
     rates = start_lr * (end_lr / start_lr) ** (np.arange(num_steps) / (num_steps - 1))
     batches = _endless(BatchIterator(x, y, batch_size, shuffle=True, seed=seed))

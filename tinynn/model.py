@@ -25,7 +25,7 @@ from .errors import ConfigError, DivergenceWarning
 from .interrupt import HoldCtrlC
 from .losses import SigmoidCrossEntropy, SoftmaxCrossEntropy
 from .metrics import accuracy
-from .net import call_backward
+from .net import call_backward, layer_dtype
 from .norm import BatchNorm
 
 
@@ -52,12 +52,8 @@ class Model:
     @property
     def dtype(self):
         """The dtype the model computes in (see the class docstring)."""
-        params = self.net.params
-        if params:
-            return params[0].dtype
-        declared = [layer.dtype for layer in getattr(self.net, "layers", ())
-                    if getattr(layer, "dtype", None) is not None]
-        return np.dtype(declared[0]) if declared else self.default_dtype
+        dtypes = [d for d in map(layer_dtype, getattr(self.net, "layers", ())) if d is not None]
+        return dtypes[0] if dtypes else self.default_dtype
 
     @property
     def is_classifier(self):
