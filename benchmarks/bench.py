@@ -74,7 +74,7 @@ def build_tinynn(model):
     conv 3×3×16 → max-pool 2 → ReLU → conv 3×3×32 → max-pool 2 → ReLU → dense 10 ('same'
     padding; pooling before ReLU computes the same function on 4× fewer numbers)."""
     import tinynn as tn
-    from tinynn.__main__ import build_mlp
+    from tinynn.models import build_mlp
     if model == "mlp":
         net = build_mlp()
     else:

@@ -17,7 +17,7 @@ import numpy as np
 
 import tinynn as tn
 import tinynn.model
-from tinynn.__main__ import build_mlp
+from tinynn.models import build_mlp
 
 
 def _epoch(x, y):

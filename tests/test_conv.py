@@ -663,7 +663,7 @@ def test_a_small_cnn_learns_oriented_bars():
 
 
 def test_the_command_line_cnn_maps_mnist_images_to_ten_scores():
-    from tinynn.__main__ import build_cnn
+    from tinynn.models import build_cnn
     tn.seed(0)
     net = build_cnn()
     x = np.random.default_rng(12).random((3, 28, 28, 1), dtype=np.float32)

@@ -12,3 +12,18 @@ def sigmoid(x):
     it is 44% off at σ(−17) and gives exactly 0 at σ(−20).)"""
     z = np.exp(-np.abs(x))
     return np.where(x >= 0, 1 / (1 + z), z / (1 + z))
+
+
+def log_softmax(z, axis=-1):
+    """log softmax(z) = z − max − log Σ e^(z − max), along ``axis``.
+
+    Shifting by the max changes nothing mathematically (it cancels between the numerator and
+    the sum) but keeps every exponent ≤ 0, so e^z never overflows, even for logits of 1e4."""
+    shifted = z - z.max(axis=axis, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=axis, keepdims=True))
+
+
+def softmax(z, axis=-1):
+    """softmax(z)ᵢ = e^zᵢ / Σⱼ e^zⱼ along ``axis``, computed with the same max-shift."""
+    e = np.exp(z - z.max(axis=axis, keepdims=True))
+    return e / e.sum(axis=axis, keepdims=True)
