@@ -1,4 +1,4 @@
-"""Tests for tinynn.course.grading: honest work passes the hidden tests, mistakes fail with the
+"""Tests for tinynn.course.grading (hidden.py and borrowed.py): honest work passes the hidden tests, mistakes fail with the
 check's diagnosis, and every way of borrowing tinynn's reference is refused by name.
 
 The implementations are written here the way a student writes them in the notebook.
@@ -15,8 +15,8 @@ import pytest
 import tinynn as tn
 import tinynn.course.exercises as exercises
 from tinynn.autograd import Tensor, unbroadcast
-from tinynn.course import grading
-from tinynn.course.grading import MIME, REGISTRY, grade
+from tinynn.course.exercises import registry
+from tinynn.course.grading import MIME, borrowed, grade
 from tinynn.errors import ConfigError
 from tinynn.random import rng
 
@@ -337,12 +337,12 @@ def test_short_honest_functions_equal_to_the_reference_are_not_flagged():
     """dead_fraction is two statements, Momentum.update six: honest students write exactly
     that; the pasted copies refused above add up to eight statements or more."""
     same = pasted(tn.dead_fraction)
-    assert grading._same_code(same.__code__, tn.dead_fraction.__code__)
+    assert borrowed._same_code(same.__code__, tn.dead_fraction.__code__)
     assert outcome("dead_fraction", same) == (True, "")
-    assert grading._same_code(ScaffoldedMomentum.update.__code__, tn.Momentum.update.__code__)
+    assert borrowed._same_code(ScaffoldedMomentum.update.__code__, tn.Momentum.update.__code__)
     assert outcome("momentum", ScaffoldedMomentum) == (True, "")
-    assert grading._statements(tn.Momentum.update) < grading.MIN_COPY_STATEMENTS \
-        <= grading._statements(tn.conv.col2im)
+    assert borrowed._statements(tn.Momentum.update) < borrowed.MIN_COPY_STATEMENTS \
+        <= borrowed._statements(tn.conv.col2im)
 
 
 # ================================================================ on every supported Python
@@ -371,7 +371,7 @@ def test_grading_runs_on_this_python():
              "MyDense.backward.<locals>.<lambda> calls tinynn's Dense.backward")]:
         passed, message = outcome("dense", candidate)
         assert not passed and words in message, (sys.version, message)
-    tripwire = grading._tripwire_code(tn.Dense.backward.__code__, 0)
+    tripwire = borrowed._tripwire_code(tn.Dense.backward.__code__, 0)
     assert tripwire.co_name == "backward"
     assert getattr(tripwire, "co_qualname", "Dense.backward") == "Dense.backward"
 
@@ -463,4 +463,4 @@ def test_verdict_is_one_display_with_exactly_the_contract_keys(monkeypatch):
 
 
 def test_every_contract_id_is_in_the_registry():
-    assert sorted(REGISTRY) == sorted(CONTRACT_IDS)
+    assert sorted(registry()) == sorted(CONTRACT_IDS)

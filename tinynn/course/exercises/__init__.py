@@ -1,0 +1,45 @@
+"""Exercise checks: the cell after each exercise in the course calls one of these.
+
+    from tinynn.course.exercises import check_layer
+    check_layer(MyDense, tn.Dense)   # prints "✔ ..." or "✘ <what is wrong>", returns True/False
+
+Each check runs your implementation next to tinynn's reference on a few small float64 inputs and
+says in plain words what is wrong, showing the first numbers that differ. A check never raises:
+an exercise that is not done yet reports "not yet implemented", and the notebook carries on with
+the reference version. Everything is seeded, so a check prints the same words every time it runs.
+
+    check_layer(MyDense, tn.Dense)            # a Layer class or instance vs. the reference class
+    check_loss(MySoftmaxCE, tn.SoftmaxCrossEntropy)
+    check_optimizer(MyMomentum, tn.Momentum, lr=0.1, momentum=0.9)   # both built with the kwargs
+    check_function(my_softmax, softmax, logits)   # plain functions (or schedules) on example args
+    check_model_step(train_step)              # train_step(net, loss, optimizer, x, y) -> loss
+    check_op(my_add, autograd.add)            # an autograd operation: forward, backward, gradcheck
+    check_topological_order(my_topological_order)
+    check_col2im(my_col2im)                   # my_col2im(dcols, x_shape, k, stride, dilation)
+    check_dropout(MyDropout)                  # a dropout layer: random, so checked by its rules
+
+``expect`` checks what an experiment teaches, for results no two machines print digit for digit
+(anything trained): ``expect("test accuracy is at least 97.5%", accuracy >= 0.975, f"{accuracy:.2%}")``.
+
+The package: ``core`` (the runner, verdicts, hints), ``compare`` (arrays compared, differences
+named), ``spec`` (the ``Exercise`` spec and the registry of all of them) and one module per
+notebook (``n01_dense``, ...) with that notebook's checks, catalogues of mistakes and specs.
+"""
+from .core import expect
+from .n00_overview import check_function
+from .n01_dense import check_layer
+from .n03_losses import check_loss
+from .n04_optimizers import check_optimizer
+from .n05_net_and_model import check_model_step
+from .n06_mnist_mlp import check_he_init
+from .n07_learning_rate_lab import check_lr_range_test
+from .n08_generalisation import check_dropout
+from .n09_convolutions import check_col2im
+from .n11_autograd import check_op, check_topological_order
+from .n12_debugging import check_dead_fraction, check_inference, check_scaling, check_shuffle
+from .spec import registry
+
+__all__ = ["check_layer", "check_loss", "check_optimizer", "check_function", "check_model_step",
+           "check_op", "check_topological_order", "check_col2im",
+           "check_shuffle", "check_scaling", "check_dead_fraction", "check_inference",
+           "check_dropout", "check_he_init", "check_lr_range_test", "expect", "registry"]
