@@ -12,9 +12,10 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
-from tinynn.course.classroom import (is_check_cell, make_student_notebook, nbgrader_metadata,
-                                     write_student_notebooks)
+from tinynn.course.classroom import make_student_notebook, write_student_notebooks
 from tinynn.errors import ConfigError
+
+from nbgrader_cells import is_check_cell, nbgrader_metadata
 
 ROOT = Path(__file__).resolve().parents[1]
 COURSE = sorted((ROOT / "notebooks").glob("*.ipynb"))
