@@ -17,8 +17,7 @@ import numpy as np
 
 from ...gradcheck import gradcheck
 from ...layers import Dense, Layer
-from .compare import (GRADCHECK_TOLERANCE, _as_array, _close, _expect, _first_mismatch,
-                      _mask_differs)
+from .compare import GRADCHECK_TOLERANCE, _close, _expect, _first_mismatch, _mask_differs
 from .core import SEED, Failed, NotDone, _make, _name, _reseed, _run
 from .spec import Exercise, visible_defaults
 

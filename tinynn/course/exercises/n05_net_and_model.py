@@ -126,7 +126,8 @@ def _diagnose_training(ours, expected):
             raise Failed(f"the loss returned at step {t} is {_fmt(value)}, expected "
                          f"{_fmt(ref_value)}: return the value the loss gave for this batch")
         for name, expected_param in ref_params.items():
-            _expect(f"parameter {name.partition('.')[2]} after step {t}", params[name], expected_param)
+            label = name.partition(".")[2]   # "param.0.w" -> "0.w"
+            _expect(f"parameter {label} after step {t}", params[name], expected_param)
 
 
 # ---------------------------------------------------------------- the passes through a net

@@ -24,8 +24,8 @@ from .spec import Exercise, visible_defaults
 def check_shuffle(candidate, *, samples=20, shuffle_seed=0, seed=SEED):
     """Check ``shuffle_together(x, y, seed) -> (x_shuffled, y_shuffled)``: every image keeps its
     own label, nothing is lost or duplicated, the order changes, and the inputs stay as they were.
-    ``samples``: rows of the data set (below 70, so that labels stay unique); ``shuffle_seed``: the seed
-    passed to the candidate."""
+    ``samples``: rows of the data set (below 70, so that labels stay unique); ``shuffle_seed``:
+    the seed passed to the candidate."""
     def run():
         n = samples
         x = np.arange(3 * n, dtype=np.float64).reshape(n, 3)  # row i holds 3i, 3i + 1, 3i + 2
@@ -183,7 +183,8 @@ SCALING = Exercise(
     trials=dict(shape=(5, 784)), hidden=dict(shape=(7, 784)))
 DEAD_FRACTION = Exercise(
     "dead_fraction", ("my_dead_fraction",), check_dead_fraction, reference=dead_fraction,
-    trials=dict(shape=(6, 8), dead_units=(1, 4, 5)), hidden=dict(shape=(9, 11), dead_units=(0, 3, 7, 10)))
+    trials=dict(shape=(6, 8), dead_units=(1, 4, 5)),
+    hidden=dict(shape=(9, 11), dead_units=(0, 3, 7, 10)))
 EVALUATE = Exercise(
     "evaluate", ("my_evaluate",), check_inference, forbidden=(Model.evaluate,))
 DENSE_BACKWARD = dataclasses.replace(DENSE, id="dense_backward")
