@@ -1,7 +1,7 @@
 """The course tooling around the framework: what the notebooks use, apart from tinynn itself.
 
     viz.py        live plots, decision boundaries, digit grids, confusion matrix
-    widgets.py    the learning-rate lab and the playground (ipywidgets)
+    widgets/      the learning-rate lab and the playground (ipywidgets)
     exercises.py  check_* after each exercise (plain-words diagnosis, never raise) and expect()
     classroom.py  the student-notebook generator
 
