@@ -81,9 +81,7 @@ def lr_range_test(model, x, y, start_lr=1e-6, end_lr=10.0, num_steps=200, batch_
     ``on_step(step, lr, smoothed_loss)`` is called after every step; setting
     ``model.stop_training = True`` ends the test early. ``progress=True`` shows a tqdm bar.
     """
-    if not 0 < start_lr < end_lr or num_steps < 2:
-        raise ConfigError(f"lr_range_test: need 0 < start_lr < end_lr and num_steps >= 2, got "
-                          f"{start_lr!r}, {end_lr!r}, {num_steps!r}")
+    _check_sweep(start_lr, end_lr, num_steps)
     optimizer = model.optimizer
     x = np.asarray(x, dtype=model.dtype)
     model.net.forward(x[:1], training=False)  # builds lazy layers, so there is something to restore
@@ -123,6 +121,12 @@ def lr_range_test(model, x, y, start_lr=1e-6, end_lr=10.0, num_steps=200, batch_
         if progress:
             steps.close()
     return _range_result(np.array(lrs), np.array(losses), stopped)
+
+
+def _check_sweep(start_lr, end_lr, num_steps):
+    if not 0 < start_lr < end_lr or num_steps < 2:
+        raise ConfigError(f"lr_range_test: need 0 < start_lr < end_lr and num_steps >= 2, got "
+                          f"{start_lr!r}, {end_lr!r}, {num_steps!r}")
 
 
 def _progress_bar(rates):
