@@ -18,7 +18,8 @@ def test_build_mlp_defaults_to_the_mnist_net_with_he_initialised_relu_layers():
                                                                   "xavier_uniform"]
     tn.seed(0)
     net.forward(np.zeros((1, 784), np.float32), training=False)
-    assert [p.shape for p in net.params] == [(784, 200), (200,), (200, 100), (100,), (100, 10), (10,)]
+    assert [p.shape for p in net.params] == [(784, 200), (200,), (200, 100), (100,), (100, 10),
+                                             (10,)]
 
 
 def test_build_mlp_takes_sizes_outputs_activation_init_and_a_flatten():

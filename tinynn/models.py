@@ -5,7 +5,8 @@ from .errors import ConfigError
 from .layers import GELU, Dense, Dropout, Flatten, LeakyReLU, ReLU, Sigmoid, Tanh
 from .net import Net
 
-ACTIVATIONS = {"relu": ReLU, "tanh": Tanh, "sigmoid": Sigmoid, "leaky_relu": LeakyReLU, "gelu": GELU}
+ACTIVATIONS = {"relu": ReLU, "tanh": Tanh, "sigmoid": Sigmoid, "leaky_relu": LeakyReLU,
+               "gelu": GELU}
 
 
 def build_mlp(hidden=(200, 100), outputs=10, activation="relu", init="he_normal", flatten=False):

@@ -9,8 +9,9 @@ from ..classroom import _python
 
 def static_notes(nb, student):
     """Notes on the student's code cells (indices ``student``), read without running them:
-    syntax errors, and patches of tinynn (see tinynn.course.autograde's docstring). IPython magics and shell
-    lines are blanked first; a cell magic (``%%bash``) is not Python and is skipped."""
+    syntax errors, and patches of tinynn (see tinynn.course.autograde's docstring). IPython
+    magics and shell lines are blanked first; a cell magic (``%%bash``) is not Python and is
+    skipped."""
     trees, notes = {}, []
     for index, cell in enumerate(nb.cells):
         if cell.cell_type != "code" or cell.source.lstrip().startswith("%%"):
