@@ -113,6 +113,20 @@ def test_moving_average_is_bias_corrected():
     assert all(tn.lr_finder.MovingAverage(0.98).add(v) == pytest.approx(v) for v in (0.3, 7.0))
 
 
+def test_moving_average_without_bias_correction_starts_from_zero():
+    average = tn.lr_finder.MovingAverage(0.5, bias_correction=False)
+    assert average.add(2.0) == 1.0            # (1 − 0.5) · 2
+    assert average.add(4.0) == 2.5            # 0.5 · 1 + 0.5 · 4
+
+
+def test_ema_is_the_moving_average_after_each_value():
+    np.testing.assert_allclose(tn.lr_finder.ema([2.0, 4.0, 1.0], 0.5),
+                               [2.0, 2.5 / 0.75, 1.75 / 0.875])
+    np.testing.assert_allclose(tn.lr_finder.ema([2.0, 4.0], 0.5, bias_correction=False), [1.0, 2.5])
+    assert tn.lr_finder.ema([], 0.9).shape == (0,)
+    assert tn.lr_finder.ema(np.float32([1.5]), 0.9).dtype == np.float64
+
+
 @pytest.mark.parametrize("args", [(1.0, 0.1, 10), (0.0, 1.0, 10), (1e-3, 1.0, 1)])
 def test_lr_range_test_refuses_a_bad_sweep(args):
     x, y = data()

@@ -28,7 +28,7 @@ import nbformat
 import pytest
 
 from tinynn.course.classroom import make_student_notebook
-from tinynn.course.grader import grade_submissions
+from tinynn.course.autograde import grade_submissions
 
 nbgrader = pytest.importorskip("nbgrader", reason="nbgrader is a test dependency (requirements.txt)")
 from nbgrader.api import Gradebook  # noqa: E402

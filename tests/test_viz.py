@@ -64,6 +64,9 @@ def test_class_probabilities_softmax_and_single_logit():
     assert p[0, 0] == pytest.approx(1.0) and p[1, 2] == pytest.approx(1 / 3)
     q = viz.class_probabilities(np.array([[0.0], [50.0]]))
     np.testing.assert_allclose(q, [[0.5, 0.5], [0.0, 1.0]], atol=1e-12)
+    # tn.functional.sigmoid: a very negative logit keeps its tiny probability (½(1 + tanh(x/2))
+    # would round it to exactly 0)
+    assert viz.class_probabilities(np.array([-40.0]))[0, 1] == pytest.approx(np.exp(-40.0), rel=1e-9)
 
 
 def test_decision_boundary_draws_regions_boundary_and_every_class():

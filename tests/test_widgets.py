@@ -154,11 +154,11 @@ def test_slider_changes_the_rate_of_a_run_in_progress(moons):
 
 def test_reset_reinitialises_and_clears_the_runs(lab):
     lab.train(wait=True)
-    before = lab.model.net.get_params()
+    before = lab.model.net.state_dict()
     lab.reset_button.click()
     assert lab.runs == [] and lab.seed == 1
-    after = lab.model.net.get_params()
-    assert not np.allclose(before["0.w"], after["0.w"])
+    after = lab.model.net.state_dict()
+    assert not np.allclose(before["param.0.w"], after["param.0.w"])
     assert "seed 1" in lab.status.value
 
 
@@ -205,9 +205,18 @@ def test_lr_range_test_is_the_frameworks_with_a_plot(moons):
         lr_range_test(model, x, y, 1.0, 0.1)
 
 
-def test_smoothed_curves_use_the_bias_corrected_average_up_to_the_first_non_finite_loss():
-    np.testing.assert_allclose(widgets._smooth([2.0, 4.0, float("nan"), 1.0], beta=0.5),
-                               [2.0, 2.5 / 0.75])
+def test_a_runs_curve_ends_at_its_first_non_finite_loss():
+    assert widgets.lr_lab.finite_prefix([2.0, 4.0, float("nan"), 1.0]) == [2.0, 4.0]
+    assert widgets.lr_lab.finite_prefix([3.0, float("inf")]) == [3.0]
+    assert widgets.lr_lab.finite_prefix([1.0, 2.0]) == [1.0, 2.0]
+
+
+def test_the_lab_draws_each_run_as_the_bias_corrected_average_of_its_finite_losses(lab):
+    run = lab.train(wait=True)
+    run.history["step_loss"][5:] = [float("nan")] * (run.steps - 5)  # as if it diverged at step 6
+    loss_ax = lab.figure().axes[0]
+    expected = tn.lr_finder.ema(run.history["step_loss"][:5], widgets.lr_lab.LOSS_CURVE_SMOOTHING)
+    np.testing.assert_allclose(loss_ax.lines[0].get_ydata(), expected)
 
 
 def test_divergence_is_reported_without_file_paths(capsys):
@@ -271,10 +280,10 @@ def test_playground_stop_and_reset():
     assert pg.wait(timeout=30)
     assert 3 <= len(pg.losses) < 1000 * 7
     assert np.isfinite(pg.model.predict(pg.x)).all()
-    before = pg.model.net.get_params()["0.w"]
+    before = pg.model.net.state_dict()["param.0.w"]
     pg.reset_button.click()
     assert pg.seed == 1 and pg.losses == []
-    assert not np.allclose(before, pg.model.net.get_params()["0.w"])
+    assert not np.allclose(before, pg.model.net.state_dict()["param.0.w"])
 
 
 # ------------------------------------------------------------------ issue 15: what the student reads

@@ -63,7 +63,7 @@ def student(args):
 
 
 def grade(args):
-    from tinynn.course.grader import command
+    from tinynn.course.autograde import command
     return command(args)
 
 

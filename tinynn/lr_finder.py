@@ -23,17 +23,27 @@ from .errors import ConfigError
 class MovingAverage:
     """An exponential moving average with bias correction, as Adam's m̂: after each value v,
     a ← βa + (1 − β)v from a = 0, and the average is a / (1 − βⁿ) after n values. Without the
-    correction the first averages are pulled towards the 0 it started from (the first is only
-    (1 − β)·v); with it the first average is v itself."""
+    correction (``bias_correction=False``: the plain a) the first averages are pulled towards
+    the 0 it started from (the first is only (1 − β)·v); with it the first average is v itself."""
 
-    def __init__(self, beta):
-        self.beta, self.total, self.count = beta, 0.0, 0
+    def __init__(self, beta, bias_correction=True):
+        self.beta, self.bias_correction = beta, bias_correction
+        self.total, self.count = 0.0, 0
 
     def add(self, value):
-        """Take in one more value; return the corrected average so far."""
+        """Take in one more value; return the average so far."""
         self.count += 1
         self.total = self.beta * self.total + (1 - self.beta) * value
+        if not self.bias_correction:
+            return self.total
         return self.total / (1 - self.beta ** self.count)
+
+
+def ema(values, beta, bias_correction=True):
+    """The ``MovingAverage`` after each of ``values``, as a float64 array (the smoothed curve
+    the range test and the learning-rate lab draw): ``ema([2, 4], 0.5)`` is ``[2, 3.33]``."""
+    average = MovingAverage(beta, bias_correction)
+    return np.array([average.add(float(value)) for value in values], dtype=np.float64)
 
 
 @dataclasses.dataclass
@@ -71,9 +81,7 @@ def lr_range_test(model, x, y, start_lr=1e-6, end_lr=10.0, num_steps=200, batch_
     ``on_step(step, lr, smoothed_loss)`` is called after every step; setting
     ``model.stop_training = True`` ends the test early. ``progress=True`` shows a tqdm bar.
     """
-    if not 0 < start_lr < end_lr or num_steps < 2:
-        raise ConfigError(f"lr_range_test: need 0 < start_lr < end_lr and num_steps >= 2, got "
-                          f"{start_lr!r}, {end_lr!r}, {num_steps!r}")
+    _check_sweep(start_lr, end_lr, num_steps)
     optimizer = model.optimizer
     x = np.asarray(x, dtype=model.dtype)
     model.net.forward(x[:1], training=False)  # builds lazy layers, so there is something to restore
@@ -113,6 +121,12 @@ def lr_range_test(model, x, y, start_lr=1e-6, end_lr=10.0, num_steps=200, batch_
         if progress:
             steps.close()
     return _range_result(np.array(lrs), np.array(losses), stopped)
+
+
+def _check_sweep(start_lr, end_lr, num_steps):
+    if not 0 < start_lr < end_lr or num_steps < 2:
+        raise ConfigError(f"lr_range_test: need 0 < start_lr < end_lr and num_steps >= 2, got "
+                          f"{start_lr!r}, {end_lr!r}, {num_steps!r}")
 
 
 def _progress_bar(rates):

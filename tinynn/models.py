@@ -1,15 +1,29 @@
 """The course's standard networks: the MLP and CNN that train MNIST from the command line, in the
 widgets and in the benchmarks (one definition each, imported from here)."""
 from .conv import Conv2D, MaxPool2D
-from .layers import Dense, Dropout, Flatten, ReLU
+from .errors import ConfigError
+from .layers import GELU, Dense, Dropout, Flatten, LeakyReLU, ReLU, Sigmoid, Tanh
 from .net import Net
 
+ACTIVATIONS = {"relu": ReLU, "tanh": Tanh, "sigmoid": Sigmoid, "leaky_relu": LeakyReLU,
+               "gelu": GELU}
 
-def build_mlp():
-    """784-200-100-10 with ReLU and He initialisation (made for ReLU)."""
-    return Net([Dense(200, init="he_normal"), ReLU(),
-                Dense(100, init="he_normal"), ReLU(),
-                Dense(10)])
+
+def build_mlp(hidden=(200, 100), outputs=10, activation="relu", init="he_normal", flatten=False):
+    """A multilayer perceptron: for each size h in ``hidden``, Dense(h) (initialised by ``init``)
+    and the ``activation`` (a name in ``ACTIVATIONS``); then Dense(outputs), a linear output
+    layer with Dense's default initialisation. ``flatten=True`` puts a Flatten first, for inputs
+    such as 28×28 images. Input sizes are inferred on the first batch.
+
+    The defaults are the command line's MNIST net: 784-200-100-10 with ReLU and He
+    initialisation (made for ReLU). ``hidden=()`` gives a linear model."""
+    if activation not in ACTIVATIONS:
+        raise ConfigError(f"unknown activation {activation!r}; expected one of "
+                          f"{sorted(ACTIVATIONS)}")
+    layers = [Flatten()] if flatten else []
+    for units in hidden:
+        layers += [Dense(units, init=init), ACTIVATIONS[activation]()]
+    return Net(layers + [Dense(outputs)])
 
 
 def build_cnn():

@@ -18,9 +18,8 @@ watches and stops the server itself.
 import os
 import shutil
 import sys
+import tempfile
 from pathlib import Path
-
-from tinynn.files import atomic_write
 
 
 def copy_missing(course, dest):
@@ -33,10 +32,27 @@ def copy_missing(course, dest):
         if target.exists():
             continue                         # the student's copy: theirs, edited or not
         target.parent.mkdir(parents=True, exist_ok=True)
-        with open(src, "rb") as f, atomic_write(target) as out:   # never half a notebook
-            shutil.copyfileobj(f, out)
+        copy_atomically(src, target)
         written.append(target)
     return written
+
+
+def copy_atomically(src, target):
+    """Copy ``src`` to ``target`` so that ``target`` is never half a notebook: write a temporary
+    file in the same folder, then rename it over ``target`` (one atomic step); on any error the
+    temporary file is removed and ``target`` is untouched. The copy gets mode 0644 (readable,
+    as a copied file would be; mkstemp makes it private)."""
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with open(src, "rb") as f, os.fdopen(fd, "wb") as out:
+            shutil.copyfileobj(f, out)
+            out.flush()
+            os.fsync(out.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, target)
+    except BaseException:
+        os.unlink(tmp)
+        raise
 
 
 def main(argv):

@@ -24,6 +24,7 @@ import time
 
 import numpy as np
 
+from ..functional import sigmoid, softmax
 from ..metrics import as_labels, predicted_classes
 from .. import Callback
 
@@ -70,11 +71,9 @@ def class_probabilities(outputs):
     sigmoid of a single logit as the probability of class 1."""
     z = np.asarray(outputs, dtype=np.float64)
     if z.ndim == 1 or z.shape[1] == 1:
-        p = 0.5 * (1.0 + np.tanh(0.5 * z.reshape(-1)))
+        p = sigmoid(z.reshape(-1))
         return np.column_stack([1.0 - p, p])
-    z = z - z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
+    return softmax(z, axis=1)
 
 
 def _grid(x, resolution, padding):

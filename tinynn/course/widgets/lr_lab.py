@@ -1,62 +1,32 @@
-"""Dashboards for experimenting by hand: the learning-rate lab and a 2-D playground.
+"""The learning-rate lab: train a small MLP again and again with the learning rate, optimizer,
+schedule, batch size, epochs and hidden layers you pick, and compare the runs' loss curves
+(earlier runs stay on the plot, faded). A learning-rate range test suggests a good rate.
 
-``LearningRateLab(x, y, validation=(xv, yv))`` trains a small MLP with the learning rate, optimizer,
-schedule, batch size, epochs and hidden layers you pick; every run's loss curve stays on the plot
-(faded) so runs can be compared, and a *learning-rate range test* suggests a good rate.
-``Playground()`` is a TensorFlow-Playground-like panel: a 2-D data set, a net, and its decision
-regions redrawn while it learns.
+    lab = LearningRateLab(x, y, validation=(xv, yv))
+    lab.configure(lr=3e-3, optimizer="sgd").train(wait=True)   # one Run, kept in lab.runs
 
-Both train in a background thread, so the notebook stays responsive and **Stop** really stops a run
-(it sets ``model.stop_training``; the run ends after the current step, with consistent weights).
-From code, ``lab.train(wait=True)`` runs in the calling thread and returns when done: that is how
-the notebooks and tests use them. The widgets themselves are attributes (``lab.lr_slider``,
-``lab.train_button``, ...), so ``lab.lr_slider.value = 0.01`` or ``lab.train_button.click()`` does
-exactly what the mouse would.
-
-ipywidgets and matplotlib are imported only when a dashboard is built. The range test itself is
-the framework's ``tinynn.lr_range_test`` (tinynn/lr_finder.py); ``lr_range_test`` here returns its
-result with a ``plot()`` method.
+``lr_range_test`` here is the framework's ``tinynn.lr_range_test`` (tinynn/lr_finder.py) with a
+result that can ``plot()``: drawing is course tooling, the framework imports no matplotlib.
 """
 import dataclasses
 import functools
-import io
 import math
-import sys
-import threading
-import time
-import warnings
 
 import numpy as np
 
-from .. import lr_finder
-from .. import optimizers as optim  # get() by name
-from .. import CosineDecay, StepDecay, WarmUp
-from ..data import circles, moons, spirals
-from ..errors import ConfigError
-from ..layers import GELU, Dense, Flatten, LeakyReLU, ReLU, Sigmoid, Tanh
-from ..losses import MSE, SoftmaxCrossEntropy
-from .. import Callback, Model
-from ..net import Net
-from ..random import seed as seed_everything
+from ... import lr_finder
+from ... import optimizers as optim  # get() by name
+from ... import CosineDecay, Model, StepDecay, WarmUp
+from ...errors import ConfigError
+from ...losses import MSE, SoftmaxCrossEntropy
+from ...models import build_mlp
+from ...random import seed as seed_everything
+from .dashboard import Dashboard, DashboardCallback, load_ipywidgets, parse_hidden, stopped_by_you
 
-ACTIVATIONS = {"relu": ReLU, "tanh": Tanh, "sigmoid": Sigmoid, "leaky_relu": LeakyReLU, "gelu": GELU}
 OPTIMIZER_NAMES = ("sgd", "momentum", "rmsprop", "adam")
 SCHEDULES = ("constant", "step decay", "cosine", "warm-up + cosine")
-DATASETS = {"spirals": spirals, "moons": moons, "circles": circles}
-RUNS_SHOWN = 8           # the lab draws (and its legend names) the latest runs only
-FRAME_INTERVAL = 0.3     # seconds between redrawn plots while training
-PROGRESS_INTERVAL = 0.2  # seconds between progress-bar and status updates
-
-
-# ============================================================================ building blocks
-def build_mlp(hidden, activation="relu", n_outputs=10, flatten=False):
-    """Dense(h) + activation for each size h in ``hidden``, then Dense(n_outputs)."""
-    if activation not in ACTIVATIONS:
-        raise ConfigError(f"unknown activation {activation!r}; expected one of {sorted(ACTIVATIONS)}")
-    layers = [Flatten()] if flatten else []
-    for units in hidden:
-        layers += [Dense(units), ACTIVATIONS[activation]()]
-    return Net(layers + [Dense(n_outputs)])
+RUNS_SHOWN = 8            # the lab draws (and its legend names) the latest runs only
+LOSS_CURVE_SMOOTHING = 0.9  # β of the moving average the lab draws each run's loss with
 
 
 def make_schedule(name, lr, total_steps):
@@ -75,29 +45,6 @@ def make_schedule(name, lr, total_steps):
     raise ConfigError(f"unknown schedule {name!r}; expected one of {list(SCHEDULES)}")
 
 
-def parse_hidden(text):
-    """'128, 64' → (128, 64); '' → () (no hidden layer: a linear model)."""
-    parts = [p for p in str(text).replace(";", ",").replace(" ", ",").split(",") if p]
-    try:
-        sizes = tuple(int(p) for p in parts)
-    except ValueError:
-        sizes = ()
-        parts = None
-    if parts is None or any(s < 1 for s in sizes):
-        raise ConfigError(f"hidden layers: expected positive whole numbers separated by commas, "
-                          f"like '128, 64'; got {text!r}")
-    return sizes
-
-
-def _smooth(values, beta=0.9):
-    """The bias-corrected moving average of ``values`` up to the first non-finite one."""
-    out, average = [], lr_finder.MovingAverage(beta)
-    for value in values:
-        if not math.isfinite(value):
-            break
-        out.append(average.add(value))
-    return np.array(out)
-
 
 def steps_as_epochs(steps, steps_per_epoch):
     """How far a run got, truthfully: '6 epochs', or '6 epochs and 123 of 469 steps' when it
@@ -110,23 +57,19 @@ def steps_as_epochs(steps, steps_per_epoch):
     return f"{epochs} and {partial}" if full else f"{partial} of the first epoch"
 
 
-def stopped_by_you(steps, planned):
-    """The note for a run that Stop ended early (both dashboards say it the same way)."""
-    return f"stopped by you after {steps} of {planned} steps"
+def finite_prefix(values):
+    """``values`` up to (not including) the first non-finite one: a diverged run's curve ends
+    where its loss became inf or nan."""
+    end = next((i for i, value in enumerate(values) if not math.isfinite(value)), len(values))
+    return values[:end]
 
 
-def _widgets():
-    import ipywidgets  # lazy: only dashboards need it
-    return ipywidgets
-
-
-# ============================================================================ range test
 class PlottableRangeTestResult(lr_finder.RangeTestResult):
     """``tinynn.lr_range_test``'s result with a ``plot()`` method: drawing is course tooling,
     since the framework imports no matplotlib."""
 
     def plot(self, ax=None):
-        from .viz import plot_lr_range_test
+        from ..viz import plot_lr_range_test
         return plot_lr_range_test(self, ax)
 
 
@@ -138,148 +81,6 @@ def lr_range_test(*args, **kwargs):
     return PlottableRangeTestResult(**vars(lr_finder.lr_range_test(*args, **kwargs)))
 
 
-# ============================================================================ dashboard base
-class _Dashboard:
-    """What both dashboards share: a training thread, Stop, the progress bar, the status line
-    and the plot (an ipywidgets.Image holding a PNG, replaced as training goes)."""
-
-    css_class = "tinynn-dashboard"
-
-    def __init__(self):
-        w = _widgets()
-        self._stop = threading.Event()
-        self._draw_lock = threading.Lock()
-        self._thread = None
-        self.model = self._active = self.live_history = None
-        self._last_frame = self._last_progress = 0.0
-        self._frame_gap = FRAME_INTERVAL
-        self.error = None
-        self.stop_button = w.Button(description="Stop", icon="stop", button_style="danger",
-                                    disabled=True, tooltip="end the run after the current step")
-        self.progress = w.IntProgress(value=0, min=0, max=1, description="progress",
-                                      layout=w.Layout(width="320px"))
-        self.status = w.HTML("ready")
-        self.plot = w.Image(format="png", layout=w.Layout(max_width="100%"))
-        self.plot.add_class("tinynn-plot")
-        self.stop_button.on_click(lambda _: self.stop())
-
-    # ------------------------------------------------------------------ display
-    def _repr_mimebundle_(self, **kwargs):
-        """The live widget view, plus a PNG of the plot and a one-line text. A frontend that has
-        the widget's state (a running kernel) shows the dashboard; one without it (a notebook
-        opened before it ran, an untrusted notebook, GitHub, nbviewer) shows the picture instead
-        of the widget's raw ``VBox(children=…)`` repr."""
-        bundle = self.widget._repr_mimebundle_(**kwargs)
-        bundle["image/png"] = self._png()
-        bundle["text/plain"] = f"{type(self).__name__} (run the notebook to use it)"
-        return bundle
-
-    def show(self):
-        """Display the current plot as a plain, static image (it stays visible in a saved
-        notebook or on GitHub, where widgets do not render)."""
-        from IPython.display import Image, display
-        display(Image(data=self._png()))
-
-    def _png(self):
-        with self._draw_lock:
-            buffer = io.BytesIO()
-            self.figure().savefig(buffer, format="png")
-        return buffer.getvalue()
-
-    def _redraw(self):
-        start = time.monotonic()
-        self.plot.value = self._png()
-        self._last_frame = time.monotonic()
-        # drawing may take at most ~1/5 of the time: a slow machine gets fewer frames, not a
-        # slower training run
-        self._frame_gap = max(FRAME_INTERVAL, 4 * (self._last_frame - start))
-
-    def _say(self, text):
-        self.status.value = text
-
-    # ------------------------------------------------------------------ running
-    @property
-    def running(self):
-        return self._thread is not None and self._thread.is_alive()
-
-    def stop(self):
-        """Ask the current run to end after its current step."""
-        self._stop.set()
-        if self._active is not None:
-            self._active.stop_training = True
-
-    def wait(self, timeout=None):
-        """Block until a background run ends; True if nothing is running any more."""
-        if self._thread is not None:
-            self._thread.join(timeout)
-        return not self.running
-
-    def _start(self, job, wait):
-        """Run ``job()`` here (wait=True, returns its result) or in a background thread."""
-        self._stop.clear()
-        self.error = None
-        self._set_busy(True)
-        if not wait:
-            self._thread = threading.Thread(target=self._background, args=(job,), daemon=True,
-                                            name=f"tinynn-{type(self).__name__}")
-            self._thread.start()
-            return None
-        try:
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                result = job()
-        finally:
-            self._set_busy(False)
-        # each warning once, without a file path, so notebook outputs stay reproducible
-        for text in dict.fromkeys(f"{w.category.__name__}: {w.message}" for w in caught):
-            print(text, file=sys.stderr)
-        return result
-
-    def _background(self, job):
-        try:
-            job()
-        except Exception as e:  # a dashboard must survive anything: report it on screen
-            self.error = e
-            self._say(f"<b>error</b>: {type(e).__name__}: {e}")
-        finally:
-            self._set_busy(False)
-
-    def _set_busy(self, busy):
-        for control in self._controls():
-            control.disabled = busy
-        self.stop_button.disabled = not busy
-
-    def _tick(self, step, describe):
-        """Called after every step: move the progress bar and redraw now and then."""
-        now = time.monotonic()
-        if now - self._last_progress >= PROGRESS_INTERVAL:
-            self.progress.value = min(step, self.progress.max)
-            self._say(describe())
-            self._last_progress = now
-        if now - self._last_frame >= self._frame_gap:
-            self._redraw()
-
-
-class _Live(Callback):
-    """Connects ``Model.fit`` to a dashboard: Stop requests, progress and live redraws."""
-
-    def __init__(self, dashboard, describe, run=None):
-        self.dashboard, self.describe, self.run = dashboard, describe, run
-
-    def on_train_begin(self, model):
-        self.dashboard.live_history = model.history
-        if self.run is not None:
-            self.run.history = model.history
-
-    def on_batch_end(self, model, step, logs):
-        if self.dashboard._stop.is_set():
-            model.stop_training = True
-        if self.run is not None and model.optimizer.schedule is None:
-            self.run.note_lr(step, model.optimizer.lr)
-        self.dashboard._tick(step, self.describe)
-
-
-# ============================================================================ learning-rate lab
 @dataclasses.dataclass
 class Run:
     """One press of Train: its settings, its model and its history (filled in as it trains)."""
@@ -342,7 +143,7 @@ class Run:
     __str__ = summary
 
 
-class LearningRateLab(_Dashboard):
+class LearningRateLab(Dashboard):
     """Train a small MLP on (x, y) again and again with different learning rates and compare.
 
     Each press of **Train** starts a *fresh* model from the same initial weights (seeded), so the
@@ -359,7 +160,7 @@ class LearningRateLab(_Dashboard):
                  lr=1e-3, batch_size=64, epochs=3, schedule="constant", seed=0,
                  lr_range=(1e-5, 10.0), range_test_steps=200):
         super().__init__()
-        w = _widgets()
+        w = load_ipywidgets()
         x = np.asarray(x)
         self.x = x if x.dtype.kind == "f" else x.astype(np.float32)
         self.y, self.validation = np.asarray(y), validation
@@ -453,7 +254,8 @@ class LearningRateLab(_Dashboard):
         seed_everything(self.seed)
         classify = self.y.dtype.kind in "iu"
         outputs = int(self.y.max()) + 1 if classify else int(np.prod(self.y.shape[1:]) or 1)
-        net = build_mlp(settings["hidden"], settings["activation"], outputs, flatten=self.x.ndim > 2)
+        net = build_mlp(settings["hidden"], outputs, settings["activation"], init="xavier_uniform",
+                        flatten=self.x.ndim > 2)
         net.forward(self.x[:1], training=False)
         total = settings["epochs"] * self._steps_per_epoch(settings["batch_size"])
         lr = settings["lr"] if constant_lr else make_schedule(settings["schedule"], settings["lr"], total)
@@ -496,7 +298,7 @@ class LearningRateLab(_Dashboard):
 
         def job():
             model.fit(self.x, self.y, epochs=settings["epochs"], batch_size=settings["batch_size"],
-                      validation=self.validation, seed=self.seed, callbacks=[_Live(self, describe, run)])
+                      validation=self.validation, seed=self.seed, callbacks=[DashboardCallback(self, describe, run)])
             # asked after fit, not inside it: Stop may land at any moment of a step
             run.stopped_by_user = (self._stop.is_set() and not run.diverged
                                    and run.steps < run.planned_steps)
@@ -577,7 +379,7 @@ class LearningRateLab(_Dashboard):
         every run (earlier runs faded), the per-epoch metric, and the range test."""
         from matplotlib.figure import Figure
 
-        from .viz import draw_lr_range_test
+        from ..viz import draw_lr_range_test
         fig = Figure(figsize=(13, 4.2), dpi=80)
         loss_ax, metric_ax, range_ax = fig.subplots(1, 3)
         self._draw_losses(loss_ax)
@@ -595,17 +397,17 @@ class LearningRateLab(_Dashboard):
         return [run for run in self.runs[-RUNS_SHOWN:] if run.history]
 
     def _run_style(self, run):
-        from .viz import CLASS_COLORS
+        from ..viz import CLASS_COLORS
         latest = run is self.runs[-1]
         return {"color": CLASS_COLORS[(run.number - 1) % len(CLASS_COLORS)],
                 "alpha": 1.0 if latest else 0.4, "linewidth": 2.0 if latest else 1.2}
 
     def _draw_losses(self, ax):
         """Each shown run's smoothed loss; x where a run diverged, a dot where the slider moved."""
-        from .viz import placeholder
+        from ..viz import placeholder
         top, runs = 0.0, self._shown_runs()
         for run in runs:
-            curve = _smooth(run.history["step_loss"])
+            curve = lr_finder.ema(finite_prefix(run.history["step_loss"]), LOSS_CURVE_SMOOTHING)
             if not len(curve):
                 continue
             style = self._run_style(run)
@@ -629,7 +431,7 @@ class LearningRateLab(_Dashboard):
     def _draw_metric(self, ax):
         from matplotlib.ticker import MaxNLocator
 
-        from .viz import placeholder
+        from ..viz import placeholder
         key = "val_accuracy" if self.validation is not None else "accuracy"
         if self.y.dtype.kind not in "iu":
             key = "val_loss" if self.validation is not None else "loss"
@@ -645,143 +447,3 @@ class LearningRateLab(_Dashboard):
         ax.set_xlabel("epoch")
         ax.set_ylabel(name)
         ax.set_title(f"{name} per epoch")
-
-
-# ============================================================================ playground
-class Playground(_Dashboard):
-    """A TensorFlow-Playground-like panel: pick a 2-D data set, its noise, the hidden layers,
-    the activation and the learning rate, press Train and watch the decision regions form.
-
-    Train continues from the current weights (press it again to train longer); changing the
-    data or the architecture builds a new net; Reset draws new initial weights."""
-
-    css_class = "tinynn-playground"
-
-    def __init__(self, dataset="spirals", noise=0.2, n_samples=300, hidden=(16, 16),
-                 activation="tanh", optimizer="adam", lr=0.03, epochs=100, batch_size=32, seed=0):
-        super().__init__()
-        w = _widgets()
-        self.n_samples, self.optimizer_name, self.batch_size = n_samples, optimizer, batch_size
-        self.seed, self.losses = seed, []
-        wide = {"description_width": "initial"}
-        self.dataset_menu = w.Dropdown(options=list(DATASETS), value=dataset, description="data",
-                                       layout=w.Layout(width="180px"))
-        self.noise_slider = w.FloatSlider(value=noise, min=0.0, max=0.5, step=0.05,
-                                          description="noise", continuous_update=False)
-        self.hidden_text = w.Text(value=", ".join(map(str, hidden)), description="hidden layers",
-                                  continuous_update=False, style=wide, layout=w.Layout(width="230px"))
-        self.activation_menu = w.Dropdown(options=list(ACTIVATIONS), value=activation,
-                                          description="activation", style=wide,
-                                          layout=w.Layout(width="200px"))
-        self.lr_slider = w.FloatLogSlider(value=lr, base=10, min=-4, max=0.5, step=0.05,
-                                          description="learning rate", readout_format=".1e",
-                                          continuous_update=False, style=wide)
-        self.epochs_slider = w.IntSlider(value=epochs, min=10, max=max(1000, epochs), step=10,
-                                         description="epochs", continuous_update=False)
-        self.train_button = w.Button(description="Train", icon="play", button_style="primary")
-        self.reset_button = w.Button(description="Reset", icon="refresh")
-        self.train_button.on_click(lambda _: self.train())
-        self.reset_button.on_click(lambda _: self.reset())
-        for control in (self.dataset_menu, self.noise_slider, self.hidden_text, self.activation_menu):
-            control.observe(lambda _: self.rebuild(), names="value")
-        self.lr_slider.observe(self._on_lr, names="value")
-        self.widget = w.VBox([
-            w.HBox([self.dataset_menu, self.noise_slider, self.hidden_text, self.activation_menu]),
-            w.HBox([self.lr_slider, self.epochs_slider]),
-            w.HBox([self.train_button, self.stop_button, self.reset_button, self.progress]),
-            self.status,
-            self.plot,
-        ]).add_class(self.css_class)
-        self.rebuild()
-
-    def _controls(self):
-        return [self.train_button, self.reset_button, self.dataset_menu, self.noise_slider,
-                self.hidden_text, self.activation_menu, self.epochs_slider]
-
-    def rebuild(self):
-        """New data from the data set and noise widgets and a new net from the architecture
-        widgets (initial weights from ``self.seed``)."""
-        if self.running:
-            self._say("stop the run before changing the data or the net")
-            return
-        make = DATASETS[self.dataset_menu.value]
-        self.x, self.y = make(n_samples=self.n_samples, noise=self.noise_slider.value, seed=self.seed)
-        try:
-            hidden = parse_hidden(self.hidden_text.value)
-        except ConfigError as e:
-            self._say(f"<b>error</b>: {e}")
-            return
-        seed_everything(self.seed)
-        net = build_mlp(hidden, self.activation_menu.value, int(self.y.max()) + 1)
-        net.forward(self.x[:1], training=False)
-        self.model = self._active = Model(net, SoftmaxCrossEntropy(),
-                                          optim.get(self.optimizer_name, lr=float(self.lr_slider.value)))
-        self.losses = []
-        self.progress.value = 0
-        self._say(f"{self.dataset_menu.value}: {len(self.x)} points, net {list(hidden)} "
-                  f"{self.activation_menu.value}; press Train")
-        self._redraw()
-
-    def reset(self):
-        """New initial weights (the next seed) for the same data and architecture."""
-        if self.running:
-            self.stop()
-            self.wait()
-        self.seed += 1
-        self.rebuild()
-
-    def _on_lr(self, change):
-        if self.model is not None:
-            self.model.optimizer.lr = change["new"]
-
-    def accuracy(self):
-        return self.model.evaluate(self.x, self.y)["accuracy"]
-
-    def train(self, wait=False):
-        """Train the current net for the chosen number of epochs (continuing where it was)."""
-        if self.running or self.model is None:
-            return None
-        epochs, model = int(self.epochs_slider.value), self.model
-        self.progress.max = epochs * -(-len(self.x) // self.batch_size)
-        self.progress.value = 0
-        done_before = len(self.losses)
-
-        def describe():
-            last = model.history["step_loss"][-1] if model.history["step_loss"] else float("nan")
-            return f"step {done_before + len(model.history['step_loss'])} · loss {last:.4f}"
-
-        def job():
-            history = model.fit(self.x, self.y, epochs=epochs, batch_size=self.batch_size,
-                                seed=self.seed + done_before, callbacks=[_Live(self, describe)])
-            self.losses.extend(history["step_loss"])
-            self.live_history = None
-            steps = len(history["step_loss"])
-            self.progress.value = self.progress.max if not history["stopped"] else steps
-            ending = f" ({history['stopped']})" if history["stopped"] else ""
-            if self._stop.is_set() and not str(history["stopped"]).startswith("diverged") \
-                    and steps < self.progress.max:  # asked after fit, as in the lab
-                ending = f" ({stopped_by_you(steps, self.progress.max)})"
-            self._redraw()
-            self._say(f"{len(self.losses)} steps · loss {history['step_loss'][-1]:.4f} · "
-                      f"accuracy {self.accuracy():.3f}{ending}")
-            return history
-
-        return self._start(job, wait)
-
-    def figure(self):
-        """Decision regions (left) and the training loss of every step so far (right)."""
-        from matplotlib.figure import Figure
-
-        from .viz import draw_decision_boundary, draw_loss_curve, placeholder
-        fig = Figure(figsize=(10, 4.2), dpi=80)
-        boundary, loss = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1.1, 1]})
-        draw_decision_boundary(boundary, self.model, self.x, self.y, resolution=70)
-        boundary.set_title(f"{self.dataset_menu.value} · accuracy {self.accuracy():.3f}")
-        values = self.losses + list((self.live_history or {}).get("step_loss", []))
-        if values:
-            draw_loss_curve(loss, values)
-        else:
-            placeholder(loss, "press Train:\nthe loss of every step appears here")
-        loss.set_title("loss")
-        fig.subplots_adjust(left=0.07, right=0.98, bottom=0.13, top=0.92, wspace=0.2)
-        return fig

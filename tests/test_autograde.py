@@ -1,4 +1,4 @@
-"""Tests for tinynn.course.grader (``python -m tinynn grade``) on a small synthetic course.
+"""Tests for tinynn.course.autograde (``python -m tinynn grade``) on a small synthetic course.
 
 The course notebook has two autograded exercises and one written answer, with nbgrader metadata
 as in the grading contract (DESIGN.md §5); its hidden tests display the contract's verdict (an
@@ -24,7 +24,7 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_outp
 
 from tinynn.__main__ import main
 from tinynn.course.classroom import make_student_notebook
-from tinynn.course.grader import VERDICT, find_submissions, grade_submissions, write_csv
+from tinynn.course.autograde import VERDICT, find_submissions, grade_submissions, write_csv
 
 ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT = "5"  # seconds per cell: the infinite loops' cells stop here
