@@ -95,10 +95,11 @@ def params_equal(a, b):
 def offline_mnist(monkeypatch):
     """MNIST from the cache or the local mirror (never the network); skips the test where
     neither exists. The root conftest.py points TINYNN_DATA_MIRROR at ../shared/data."""
-    import tinynn.data
-    monkeypatch.setattr(tinynn.data, "MIRRORS", ())
+    import tinynn.datasets
+    monkeypatch.setattr(tinynn.datasets, "MIRRORS", ())
+    monkeypatch.setattr(tinynn.datasets, "NAMES_MIRRORS", ())
     try:
-        return tinynn.data.load_mnist(progress=False)
+        return tinynn.datasets.load_mnist(progress=False)
     except tn.DataError as err:
         pytest.skip(f"MNIST is not available offline here (no cache, no local mirror): {err}")
 

@@ -49,9 +49,11 @@ def train(args):
 
 
 def data(args):
-    path = tn.data.ensure_mnist(progress=not args.quiet)
+    path = tn.datasets.ensure_mnist(progress=not args.quiet)
     (x_train, _), (x_test, _) = tn.load_mnist(progress=False)
     print(f"MNIST cache ok: {path} ({len(x_train)} training and {len(x_test)} test images)")
+    names = tn.load_names(progress=not args.quiet)
+    print(f"names ok: {path.parent / tn.datasets.NAMES_NAME} ({len(names)} names)")
     return 0
 
 
@@ -113,10 +115,11 @@ def parser():
     t.add_argument("--quiet", action="store_true", help="no progress bars")
     t.set_defaults(run=train)
 
-    d = sub.add_parser("data", help="download (if needed) and verify the MNIST cache",
-                       description="Seed or check the MNIST cache in data/. Set TINYNN_DATA_MIRROR "
-                                   "to a folder or URL holding mnist.pkl.gz or the IDX files to "
-                                   "work offline.")
+    d = sub.add_parser("data", help="download (if needed) and verify MNIST and names",
+                       description="Seed or check the dataset cache in data/ (MNIST, names.txt). "
+                                   "Set TINYNN_DATA_MIRROR to a folder or URL holding "
+                                   "mnist.pkl.gz (or the IDX files) and names.txt to work "
+                                   "offline.")
     d.add_argument("--quiet", action="store_true", help="no progress bar")
     d.set_defaults(run=data)
 

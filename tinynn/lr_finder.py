@@ -18,6 +18,7 @@ import numpy as np
 
 from .batches import BatchIterator
 from .errors import ConfigError
+from .progress import progress_bar
 
 
 class MovingAverage:
@@ -82,7 +83,7 @@ def lr_range_test(model, x, y, start_lr=1e-6, end_lr=10.0, num_steps=200, batch_
     lrs, losses, best, average = [], [], math.inf, MovingAverage(smoothing)
     stopped = "it reached the largest learning rate"
     saved_net, saved_optimizer = model.net.state_dict(), optimizer.snapshot()
-    steps = _progress_bar(rates) if progress else rates
+    steps = progress_bar(rates, "range test", unit="step") if progress else rates
     try:
         optimizer.reset()          # the test's own moments, from zero
         optimizer.schedule = None  # the test sets the rate itself
@@ -114,10 +115,6 @@ def lr_range_test(model, x, y, start_lr=1e-6, end_lr=10.0, num_steps=200, batch_
             steps.close()
     return _range_result(np.array(lrs), np.array(losses), stopped)
 
-
-def _progress_bar(rates):
-    from tqdm.auto import tqdm  # optional: only a progress bar needs it
-    return tqdm(rates, desc="range test", unit="step")
 
 
 def _endless(batches):

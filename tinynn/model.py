@@ -27,6 +27,7 @@ from .losses import SigmoidCrossEntropy, SoftmaxCrossEntropy
 from .metrics import accuracy
 from .net import call_backward, layer_dtype
 from .norm import BatchNorm
+from .progress import progress_bar
 
 
 class Model:
@@ -149,7 +150,8 @@ class Model:
             cb.on_epoch_begin(self, epoch)
         snapshot = self.net.state_dict()
         total_loss, correct, seen = 0.0, 0, 0
-        bar = _progress_bar(batches, f"epoch {epoch + 1}/{epochs}", progress)
+        bar = (progress_bar(batches, f"epoch {epoch + 1}/{epochs}", unit="batch") if progress
+               else batches)
         for xb, yb in bar:
             if self._augment is not None:
                 xb = self._augmented(xb)
@@ -260,10 +262,3 @@ class Model:
 
     def __repr__(self):
         return f"Model({self.net!r},\n  loss={self.loss!r}, optimizer={self.optimizer!r})"
-
-
-def _progress_bar(batches, description, enabled):
-    if not enabled:
-        return batches
-    from tqdm.auto import tqdm  # lazy: the core imports without tqdm
-    return tqdm(batches, desc=description, leave=True, unit="batch")
