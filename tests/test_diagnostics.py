@@ -7,6 +7,7 @@ import pytest
 
 import tinynn as tn
 from tinynn.course import exercises
+from tinynn.gradcheck import numerical_gradient
 
 
 def blobs(n=240, features=12, classes=4, seed=0, scale=1.0):
@@ -174,6 +175,25 @@ def test_gradcheck_net_finds_the_layer_with_a_wrong_bias_gradient():
     assert report.errors["2.b"] == pytest.approx(1 - 1 / 8, rel=1e-4)  # mean = sum / 8
     assert report.errors["2.w"] < 1e-6 and report.errors["0.w"] < 1e-6
     assert "2.b" in report.verdict and "MeanBiasDense" in report.verdict
+
+
+def test_gradcheck_net_does_not_move_tinynns_generator():
+    x, y = blobs(n=6)
+    tn.seed(0)
+    net = tn.Net([tn.Dense(5), tn.Dropout(0.3), tn.Dense(4)])
+    net.forward(x[:1])
+    tn.seed(5)
+    tn.gradcheck_net(net, tn.SoftmaxCrossEntropy(), x, y, samples=3)
+    after = tn.random.rng().random()
+    tn.seed(5)
+    assert tn.random.rng().random() == after
+
+
+def test_numerical_gradient_of_chosen_entries_only():
+    a = np.arange(6.0).reshape(2, 3)
+    grad = numerical_gradient(lambda: float(np.sum(a ** 2)), a, indices=[1, 5])
+    assert np.allclose(grad.reshape(-1), [0, 2, 0, 0, 0, 10])  # d(a²)/da = 2a, where asked
+    assert np.array_equal(a, np.arange(6.0).reshape(2, 3))  # every nudge was put back
 
 
 def test_gradcheck_net_samples_entries_of_big_parameters():
