@@ -28,7 +28,6 @@ from .checks import check_int
 from .errors import ConfigError
 from .gradcheck import numerical_gradient, relative_error
 from .losses import SigmoidCrossEntropy, SoftmaxCrossEntropy
-from .metrics import accuracy
 
 
 class Report:
@@ -259,9 +258,7 @@ class LayerStats(Callback):
     looks unhealthy in the latest record."""
 
     def __init__(self, x_probe, every=1):
-        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
-            raise ConfigError(f"LayerStats: every must be a positive integer, got {every!r}")
-        self.x_probe, self.every = x_probe, every
+        self.x_probe, self.every = x_probe, check_int(every, "every", "LayerStats")
         self.layers, self.steps, self.history = [], [], {}
         self._previous = None
 
