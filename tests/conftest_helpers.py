@@ -88,7 +88,7 @@ def toy_data(n=60, features=4, classes=3, seed=0):
 
 
 def params_equal(a, b):
-    """Two get_params() dicts hold the same names and bitwise-equal arrays."""
+    """Two state_dict() dicts hold the same names and bitwise-equal arrays."""
     return a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
 
 

@@ -154,11 +154,11 @@ def test_slider_changes_the_rate_of_a_run_in_progress(moons):
 
 def test_reset_reinitialises_and_clears_the_runs(lab):
     lab.train(wait=True)
-    before = lab.model.net.get_params()
+    before = lab.model.net.state_dict()
     lab.reset_button.click()
     assert lab.runs == [] and lab.seed == 1
-    after = lab.model.net.get_params()
-    assert not np.allclose(before["0.w"], after["0.w"])
+    after = lab.model.net.state_dict()
+    assert not np.allclose(before["param.0.w"], after["param.0.w"])
     assert "seed 1" in lab.status.value
 
 
@@ -271,10 +271,10 @@ def test_playground_stop_and_reset():
     assert pg.wait(timeout=30)
     assert 3 <= len(pg.losses) < 1000 * 7
     assert np.isfinite(pg.model.predict(pg.x)).all()
-    before = pg.model.net.get_params()["0.w"]
+    before = pg.model.net.state_dict()["param.0.w"]
     pg.reset_button.click()
     assert pg.seed == 1 and pg.losses == []
-    assert not np.allclose(before, pg.model.net.get_params()["0.w"])
+    assert not np.allclose(before, pg.model.net.state_dict()["param.0.w"])
 
 
 # ------------------------------------------------------------------ issue 15: what the student reads
