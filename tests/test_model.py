@@ -1,5 +1,7 @@
 """Net and Model: lazy building, parameters in and out, fit and its history, callbacks,
 reproducibility, the dtype rule, and a real MNIST run (save/load: test_saving.py)."""
+import sys
+
 import numpy as np
 import pytest
 
@@ -70,6 +72,18 @@ def test_load_state_dict_refuses_wrong_names_and_shapes(change, words):
 
 
 # ------------------------------------------------------------------ fit and history
+def test_progress_bars_are_optional(monkeypatch):
+    """Without tqdm (an optional dependency) fit and the range test still run, with no bar."""
+    monkeypatch.setitem(sys.modules, "tqdm", None)  # makes `import tqdm...` raise ImportError
+    monkeypatch.setitem(sys.modules, "tqdm.auto", None)
+    tn.seed(0)
+    x, y = toy_data()
+    model = small_classifier()
+    assert len(model.fit(x, y, epochs=2, batch_size=16, progress=True)["loss"]) == 2
+    result = tn.lr_range_test(model, x, y, end_lr=1e-2, num_steps=5, batch_size=16, progress=True)
+    assert len(result.lrs) == 5
+
+
 def test_fit_returns_the_documented_history():
     tn.seed(0)
     x, y = toy_data(n=50)

@@ -143,7 +143,6 @@ def col2im(cols, x_shape, kernel_size, stride=1, dilation=1):
     return dx
 
 
-# ---------------------------------------------------------------- Conv2D
 class Conv2D(Layer):
     """2-D convolution (cross-correlation, as in every framework) over channels-last images.
 

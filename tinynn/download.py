@@ -116,17 +116,15 @@ def _download(source, out_path, name, progress, what_to_do):
     try:
         stream, size = _open(source)
         with stream, open(out_path, "wb") as out:
-            bar = progress_bar(total=size, description=name, unit="B") if progress else None
+            bar = progress_bar(total=size, description=name, unit="B", enabled=progress)
             try:
                 for chunk in iter(lambda: stream.read(1 << 20), b""):
                     digest.update(chunk)
                     out.write(chunk)
                     received += len(chunk)
-                    if bar is not None:
-                        bar.update(len(chunk))
+                    bar.update(len(chunk))
             finally:
-                if bar is not None:
-                    bar.close()
+                bar.close()
     except (OSError, http.client.HTTPException) as err:  # no route, 404, timeout, cut connection
         raise DataError(f"could not fetch {source}: {err}") from err
     if size is not None and received != size:

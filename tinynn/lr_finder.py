@@ -83,7 +83,7 @@ def lr_range_test(model, x, y, start_lr=1e-6, end_lr=10.0, num_steps=200, batch_
     lrs, losses, best, average = [], [], math.inf, MovingAverage(smoothing)
     stopped = "it reached the largest learning rate"
     saved_net, saved_optimizer = model.net.state_dict(), optimizer.snapshot()
-    steps = progress_bar(rates, "range test", unit="step") if progress else rates
+    steps = progress_bar(rates, "range test", unit="step", enabled=progress)
     try:
         optimizer.reset()          # the test's own moments, from zero
         optimizer.schedule = None  # the test sets the rate itself
@@ -111,10 +111,8 @@ def lr_range_test(model, x, y, start_lr=1e-6, end_lr=10.0, num_steps=200, batch_
         model.net.load_state_dict(saved_net)    # parameters and BatchNorm's statistics
         optimizer.restore(saved_optimizer)      # step count, moments, rate and schedule
         model.stop_training = False
-        if progress:
-            steps.close()
+        steps.close()
     return _range_result(np.array(lrs), np.array(losses), stopped)
-
 
 
 def _endless(batches):

@@ -150,8 +150,7 @@ class Model:
             cb.on_epoch_begin(self, epoch)
         snapshot = self.net.state_dict()
         total_loss, correct, seen = 0.0, 0, 0
-        bar = (progress_bar(batches, f"epoch {epoch + 1}/{epochs}", unit="batch") if progress
-               else batches)
+        bar = progress_bar(batches, f"epoch {epoch + 1}/{epochs}", unit="batch", enabled=progress)
         for xb, yb in bar:
             if self._augment is not None:
                 xb = self._augmented(xb)
@@ -181,9 +180,8 @@ class Model:
             logs.update({f"val_{k}": v for k, v in self.evaluate(*validation).items()})
         for key, value in logs.items():
             self.history.setdefault(key, []).append(value)
-        if hasattr(bar, "set_postfix"):
-            bar.set_postfix({k: f"{v:.4f}" for k, v in logs.items()})
-            bar.close()
+        bar.set_postfix({k: f"{v:.4f}" for k, v in logs.items()})
+        bar.close()
         for cb in callbacks:
             cb.on_epoch_end(self, epoch, logs)
 

@@ -43,8 +43,8 @@ class Net:
 
         ``input_grad=False`` (what Model uses) returns None instead and tells the first layer
         that nobody needs dL/d(input data), so it may skip it (a fast path: for the MNIST MLP
-        that drops the largest matrix product of the backward pass, ~11% of an epoch; see
-        benchmarks/fastpaths.py). A first layer whose backward takes only ``grad`` is simply
+        that drops the largest matrix product of the backward pass; benchmarks/fastpaths.py
+        measures what it saves). A first layer whose backward takes only ``grad`` is simply
         called with ``grad``, and returns dL/dx that is then dropped."""
         for layer in reversed(self.layers[1:]):
             grad = layer.backward(grad)
