@@ -26,6 +26,7 @@ Names
 
 Importing this module never touches the network; only building a missing cache does.
 """
+import functools
 import gzip
 import hashlib
 import math
@@ -36,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .download import MIRROR_ENV, data_folder, fetch, join, sha256, sources
+from .download import MIRROR_ENV, data_folder, fetch, first_success, join, sha256, sources
 from .errors import DataError
 from .files import atomic_write
 
@@ -145,22 +146,19 @@ def load_names(data_dir=None, progress=True):
 def _fetch_names(path, progress):
     """Fetch ``names.txt`` from the first source that has a verified copy, into ``path``."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    failures = []
-    for label, base in sources(NAMES_MIRRORS):
+
+    def attempt(base):
         # A private folder per fetch: two kernels fetching at once never share a partial file.
         with tempfile.TemporaryDirectory(dir=path.parent, prefix=".download-") as work:
-            try:
-                verified = fetch(join(base, NAMES_NAME), Path(work) / NAMES_NAME, NAMES_SHA256,
-                                 progress)
-            except (DataError, OSError) as err:  # OSError: URLError, timeouts, disk trouble
-                failures.append(f"{label}: {err}")
-                continue
+            verified = fetch(join(base, NAMES_NAME), Path(work) / NAMES_NAME, NAMES_SHA256,
+                             progress)
             verified.replace(path)  # a rename: readers see no file or the whole verified one
-            return
-    raise DataError(f"Could not fetch {NAMES_NAME} into {path.parent}. Sources tried:\n  - "
-                    + "\n  - ".join(failures)
-                    + f"\nCheck your internet connection, or set {MIRROR_ENV} to a folder or "
-                      f"URL that holds {NAMES_NAME}.")
+
+    first_success([(label, functools.partial(attempt, base))
+                   for label, base in sources(NAMES_MIRRORS)],
+                  f"fetch {NAMES_NAME} into {path.parent}",
+                  f"Check your internet connection, or set {MIRROR_ENV} to a folder or URL that "
+                  f"holds {NAMES_NAME}.")
 
 
 # --------------------------------------------------------------------------- the MNIST cache
@@ -242,26 +240,23 @@ def _write_cache(path, arrays):
 
 
 def _build_cache(path, progress):
-    """Try every source in turn until one yields valid MNIST, then write the cache."""
+    """Try every source and format in turn until one yields valid MNIST, then write the cache."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    failures = []
-    for label, base, formats in _mnist_sources():
-        for fmt in formats:
-            # Raw downloads live in a private temporary folder that is always removed.
-            with tempfile.TemporaryDirectory(dir=path.parent, prefix=".download-") as work:
-                try:
-                    arrays = _FORMATS[fmt](base, Path(work), progress)
-                    _check_mnist(arrays)
-                except (DataError, OSError) as err:  # OSError: URLError, timeouts, disk trouble
-                    failures.append(f"{label} [{fmt}]: {err}")
-                    continue
-            _write_cache(path, _as_cached(arrays))
-            return
-    raise DataError(f"Could not build the MNIST cache {path}. Sources tried:\n  - "
-                    + "\n  - ".join(failures)
-                    + f"\nCheck your internet connection, or set {MIRROR_ENV} to a folder or "
-                      f"URL that holds {PKL_NAME} or the four IDX .gz files, then run "
-                      f"`python -m tinynn data`.")
+
+    def attempt(base, fmt):
+        # Raw downloads live in a private temporary folder that is always removed.
+        with tempfile.TemporaryDirectory(dir=path.parent, prefix=".download-") as work:
+            arrays = _FORMATS[fmt](base, Path(work), progress)
+            _check_mnist(arrays)
+        return arrays
+
+    arrays = first_success(
+        [(f"{label} [{fmt}]", functools.partial(attempt, base, fmt))
+         for label, base, formats in _mnist_sources() for fmt in formats],
+        f"build the MNIST cache {path}",
+        f"Check your internet connection, or set {MIRROR_ENV} to a folder or URL that holds "
+        f"{PKL_NAME} or the four IDX .gz files, then run `python -m tinynn data`.")
+    _write_cache(path, _as_cached(arrays))
 
 
 def _mnist_sources():

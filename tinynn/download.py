@@ -53,6 +53,21 @@ def sources(public):
     return local + [(base, base) for base in public]
 
 
+def first_success(attempts, what, advice):
+    """The result of the first of ``attempts``, ``(label, function)`` pairs tried in turn, that
+    returns. A DataError or OSError (no route, 404, timeout, a failed check, disk trouble) moves
+    on to the next; when every one fails, DataError says what could not be done, why for each
+    source, and ``advice``."""
+    failures = []
+    for label, attempt in attempts:
+        try:
+            return attempt()
+        except (DataError, OSError) as err:
+            failures.append(f"{label}: {err}")
+    raise DataError(f"Could not {what}. Sources tried:\n  - " + "\n  - ".join(failures)
+                    + f"\n{advice}")
+
+
 def sha256(path):
     """SHA-256 of a file, read in 1 MB chunks (through the page cache, not into memory)."""
     digest = hashlib.sha256()
