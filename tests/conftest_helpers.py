@@ -88,17 +88,18 @@ def toy_data(n=60, features=4, classes=3, seed=0):
 
 
 def params_equal(a, b):
-    """Two get_params() dicts hold the same names and bitwise-equal arrays."""
+    """Two state_dict() dicts hold the same names and bitwise-equal arrays."""
     return a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
 
 
 def offline_mnist(monkeypatch):
     """MNIST from the cache or the local mirror (never the network); skips the test where
     neither exists. The root conftest.py points TINYNN_DATA_MIRROR at ../shared/data."""
-    import tinynn.data
-    monkeypatch.setattr(tinynn.data, "MIRRORS", ())
+    import tinynn.datasets
+    monkeypatch.setattr(tinynn.datasets, "MIRRORS", ())
+    monkeypatch.setattr(tinynn.datasets, "NAMES_MIRRORS", ())
     try:
-        return tinynn.data.load_mnist(progress=False)
+        return tinynn.datasets.load_mnist(progress=False)
     except tn.DataError as err:
         pytest.skip(f"MNIST is not available offline here (no cache, no local mirror): {err}")
 

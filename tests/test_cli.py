@@ -47,6 +47,7 @@ def test_data_checks_the_cache(monkeypatch, capsys):
     code, out, _ = run(capsys, "data", "--quiet")
     assert code == 0
     assert "MNIST cache ok" in out and "60000 training and 10000 test images" in out
+    assert "names ok" in out and "(32033 names)" in out
 
 
 @pytest.mark.parametrize("argv, words", [

@@ -610,6 +610,14 @@ def test_bad_constructor_arguments_raise_config_errors(make):
         make()
 
 
+def test_check_pair_reads_an_int_or_a_pair_of_them():
+    from tinynn.checks import check_pair
+    assert check_pair(3, "k", "X") == (3, 3) and check_pair([2, 0], "p", "X", minimum=0) == (2, 0)
+    with pytest.raises(tn.ConfigError, match=r"^X: k must be a positive integer or a pair of "
+                                             r"them, got \(2, 0\)$"):
+        check_pair((2, 0), "k", "X")
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("make,shape", [
     (lambda: Conv2D(3, 3, padding="same"), (2, 6, 6, 2)), (lambda: Conv2D(2, 2, stride=2), (2, 6, 6, 1)),

@@ -7,6 +7,7 @@ import pytest
 
 import tinynn as tn
 from tinynn.course import exercises
+from tinynn.gradcheck import numerical_gradient
 
 
 def blobs(n=240, features=12, classes=4, seed=0, scale=1.0):
@@ -90,11 +91,11 @@ def test_overfit_batch_passes_a_healthy_pipeline_and_leaves_the_model_alone():
     x, y = blobs(n=16)
     m = model()
     m.net.forward(x[:1])
-    before = m.net.get_params()
+    before = m.net.state_dict()
     report = tn.overfit_batch(m, x, y, steps=150)
     assert report.ok and report.accuracy == 1.0 and report.loss < 0.05
     assert len(report.losses) == 150 and report.losses[-1] < report.losses[0]
-    assert all(np.array_equal(v, m.net.get_params()[k]) for k, v in before.items())
+    assert all(np.array_equal(v, m.net.state_dict()[k]) for k, v in before.items())
     assert m.optimizer.t == 0
 
 
@@ -105,10 +106,10 @@ def test_overfit_batch_continues_a_trained_model_with_its_optimizer_state():
     m = model()
     for _ in range(4):
         m.train_step(x, y)
-    before, t = m.net.get_params(), m.optimizer.t
+    before, t = m.net.state_dict(), m.optimizer.t
     moments = {key: [a.copy() for a in slots] for key, slots in m.optimizer.state.items()}
     report = tn.overfit_batch(m, x, y, steps=3)
-    assert all(np.array_equal(v, m.net.get_params()[k]) for k, v in before.items())
+    assert all(np.array_equal(v, m.net.state_dict()[k]) for k, v in before.items())
     assert m.optimizer.t == t == 4 and moments.keys() == m.optimizer.state.keys()
     assert all(np.array_equal(a, b) for key in moments
                for a, b in zip(moments[key], m.optimizer.state[key]))
@@ -156,13 +157,13 @@ def test_gradcheck_net_passes_the_reference_layers_even_with_dropout():
     net = tn.Net([tn.Dense(5), tn.Tanh(), tn.Dropout(0.3), tn.Dense(4, init="he_normal"),
                   tn.ReLU(), tn.Dense(4)])
     net.forward(x[:1])
-    before = net.get_params()
+    before = net.state_dict()
     report = tn.gradcheck_net(net, tn.SoftmaxCrossEntropy(), x, y)
     assert report.ok, report
     assert set(report.errors) == {"0.w", "0.b", "3.w", "3.b", "5.w", "5.b"}
     assert max(report.errors.values()) < 1e-6
     assert net.params[0].dtype == np.float32  # the net itself was not converted
-    assert all(np.array_equal(v, net.get_params()[k]) for k, v in before.items())
+    assert all(np.array_equal(v, net.state_dict()[k]) for k, v in before.items())
 
 
 def test_gradcheck_net_finds_the_layer_with_a_wrong_bias_gradient():
@@ -174,6 +175,25 @@ def test_gradcheck_net_finds_the_layer_with_a_wrong_bias_gradient():
     assert report.errors["2.b"] == pytest.approx(1 - 1 / 8, rel=1e-4)  # mean = sum / 8
     assert report.errors["2.w"] < 1e-6 and report.errors["0.w"] < 1e-6
     assert "2.b" in report.verdict and "MeanBiasDense" in report.verdict
+
+
+def test_gradcheck_net_does_not_move_tinynns_generator():
+    x, y = blobs(n=6)
+    tn.seed(0)
+    net = tn.Net([tn.Dense(5), tn.Dropout(0.3), tn.Dense(4)])
+    net.forward(x[:1])
+    tn.seed(5)
+    tn.gradcheck_net(net, tn.SoftmaxCrossEntropy(), x, y, samples=3)
+    after = tn.random.rng().random()
+    tn.seed(5)
+    assert tn.random.rng().random() == after
+
+
+def test_numerical_gradient_of_chosen_entries_only():
+    a = np.arange(6.0).reshape(2, 3)
+    grad = numerical_gradient(lambda: float(np.sum(a ** 2)), a, indices=[1, 5])
+    assert np.allclose(grad.reshape(-1), [0, 2, 0, 0, 0, 10])  # d(a²)/da = 2a, where asked
+    assert np.array_equal(a, np.arange(6.0).reshape(2, 3))  # every nudge was put back
 
 
 def test_gradcheck_net_samples_entries_of_big_parameters():
@@ -215,7 +235,7 @@ def fit_params(callbacks, net_layers=None):
     m = tn.Model(net, tn.SoftmaxCrossEntropy(), tn.Adam(lr=1e-2))
     history = m.fit(x, y, epochs=3, batch_size=32, seed=0, validation=(x[:50], y[:50]),
                     callbacks=callbacks)
-    return m.net.get_params(), history
+    return m.net.state_dict(), history
 
 
 def test_layer_stats_is_read_only_bit_for_bit():

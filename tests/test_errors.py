@@ -291,7 +291,7 @@ def test_the_table_is_big_enough():
                          ids=[case[0] for case in CASES])
 def test_bad_input_is_refused_clearly_and_changes_nothing(tmp_path, action, error, words):
     env = Env(tmp_path)
-    params, t = env.net.get_params(), env.model.optimizer.t
+    params, t = env.net.state_dict(), env.model.optimizer.t
     lr, prediction = env.model.optimizer.lr, env.model.predict(env.x)
     with pytest.raises(error) as info:
         action(env)
@@ -300,7 +300,7 @@ def test_bad_input_is_refused_clearly_and_changes_nothing(tmp_path, action, erro
     missing = [w for w in words if w not in message]
     assert not missing, f"message lacks {missing}: {message}"
     # nothing corrupted: same parameters, same optimizer state, still predicts the same
-    assert params_equal(env.net.get_params(), params)
+    assert params_equal(env.net.state_dict(), params)
     assert env.model.optimizer.t == t and env.model.optimizer.lr == lr
     np.testing.assert_array_equal(env.model.predict(env.x), prediction)
     assert env.model.load(env.saved) is env.model  # and the good file still loads
@@ -372,7 +372,7 @@ def test_ctrl_c_during_an_optimizer_step_lets_the_step_finish(ctrl_c_interrupts)
     assert history["stopped"] == "interrupted after 6 steps"  # the 6th step finished, logged
     assert len(history["step_loss"]) == 6 and interrupted.optimizer.t == 6
     twin, _ = run(tn.Adam(lr=1e-2), [StopAfter(6)])  # exactly six whole steps, no interrupt
-    assert params_equal(interrupted.net.get_params(), twin.net.get_params())
+    assert params_equal(interrupted.net.state_dict(), twin.net.state_dict())
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
 
 
@@ -467,11 +467,11 @@ def test_divergence_on_the_very_first_step_keeps_the_parameters():
     model = tn.Model(tn.Net([tn.Dense(1)]), tn.MSE(), tn.SGD(lr=0.1))
     x = np.ones((4, 2), np.float32)
     model.predict(x)
-    before = model.net.get_params()
+    before = model.net.state_dict()
     with np.errstate(all="ignore"), pytest.warns(RuntimeWarning, match="very first step"):
         history = model.fit(x, np.full((4, 1), 3e38, np.float32), epochs=3)  # loss overflows
     assert history["stopped"] == "diverged: loss became non-finite at step 1 (epoch 1)"
-    assert params_equal(model.net.get_params(), before)
+    assert params_equal(model.net.state_dict(), before)
 
 
 def test_train_step_with_a_non_finite_loss_skips_the_update():
@@ -479,11 +479,11 @@ def test_train_step_with_a_non_finite_loss_skips_the_update():
     model = tn.Model(tn.Net([tn.Dense(2)]), tn.MSE(), tn.SGD(lr=0.1))
     x = np.full((2, 3), 1e30, np.float32)  # finite input, but the loss overflows to inf
     model.predict(x)
-    before = model.net.get_params()
+    before = model.net.state_dict()
     with np.errstate(all="ignore"):
         value = model.train_step(x, np.zeros((2, 2), np.float32))
     assert not np.isfinite(value)
-    assert params_equal(model.net.get_params(), before)
+    assert params_equal(model.net.state_dict(), before)
 
 
 def test_a_pickle_payload_in_a_model_file_never_runs(tmp_path):

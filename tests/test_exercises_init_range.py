@@ -94,7 +94,7 @@ def range_test(spacing="geometric", smoothing=True, corrected=True, stop=True, r
     def my_lr_range_test(model, x, y, lr_min, lr_max, num_steps, batch_size=64, seed=0,
                          beta=0.98, diverge_factor=4.0):
         batches = endless_batches(x, y, batch_size, seed)
-        snapshot = model.net.get_params()
+        snapshot = model.net.state_dict()
         lrs, losses, average, best = [], [], 0.0, np.inf
         for i in range(num_steps):
             if spacing == "linear":
@@ -117,7 +117,7 @@ def range_test(spacing="geometric", smoothing=True, corrected=True, stop=True, r
             if stop and value > diverge_factor * best:
                 break
         if restore:
-            model.net.set_params(snapshot)
+            model.net.load_state_dict(snapshot)
         return lrs, losses
     return my_lr_range_test
 

@@ -37,7 +37,7 @@ pytest.importorskip("jupyterhub", reason="jupyterhub is not installed (pip insta
 websocket = pytest.importorskip("websocket", reason="websocket-client is not installed")
 
 from tinynn.course.classroom import write_student_notebooks  # noqa: E402
-from tinynn.data import MIRROR_ENV, ensure_mnist  # noqa: E402
+from tinynn.datasets import MIRROR_ENV, ensure_mnist  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED = REPO / "notebooks" / "hub" / "jupyterhub_config.py"
@@ -323,7 +323,7 @@ def _work(student, teacher_nb, data_cell, all_loaded):
         # Notebook 06's first data cell, in the same kernel: reads the shared cache.
         report["data"] = _text(kernel.run(data_cell))
         report["where"] = _text(kernel.run(
-            "import os\nprint(tn.data.default_data_dir(), os.getpid(), os.getppid())")).split()
+            "import os\nprint(tn.download.default_data_dir(), os.getpid(), os.getppid())")).split()
         all_loaded.wait(3 * TIMEOUT)                     # measure with all five loaded
         kernel_pid, server_pid = int(report["where"][1]), int(report["where"][2])
         report["kernel"], report["server"] = _rollup(kernel_pid), _rollup(server_pid)

@@ -49,6 +49,28 @@ def test_framework_modules_import_no_course_tooling():
     assert not offenders
 
 
+def framework_imports(module):
+    """Every tinynn module that ``module`` (e.g. "tinynn.model") imports, directly or through
+    another tinynn module (the package's __init__, which imports everything, left out)."""
+    seen, todo = set(), [module]
+    while todo:
+        path = PACKAGE / (todo.pop().split(".", 1)[1].replace(".", "/") + ".py")
+        for name in imported_modules(path):
+            if name.startswith("tinynn.") and name not in seen \
+                    and (PACKAGE / (name.split(".", 1)[1].replace(".", "/") + ".py")).is_file():
+                seen.add(name)
+                todo.append(name)
+    return seen
+
+
+def test_the_training_loop_imports_no_downloader():
+    """Model needs a split helper, not MNIST's mirrors, SHA-256 checks and cache (issue 22)."""
+    imports = framework_imports("tinynn.model")
+    assert {"tinynn.data", "tinynn.net", "tinynn.losses"} <= imports  # the closure is followed
+    assert not imports & {"tinynn.datasets", "tinynn.download"}
+    assert {"tinynn.download"} <= framework_imports("tinynn.datasets")
+
+
 def test_import_tinynn_is_fast_and_light():
     # CPU time, not wall time: on a loaded machine (CI runs two workers on two cores) waiting
     # for a core is not the import's cost, and a wall-clock limit fails by chance there.

@@ -1,5 +1,7 @@
 """Net and Model: lazy building, parameters in and out, fit and its history, callbacks,
 reproducibility, the dtype rule, and a real MNIST run (save/load: test_saving.py)."""
+import sys
+
 import numpy as np
 import pytest
 
@@ -11,11 +13,11 @@ from conftest_helpers import (StudentDense, offline_mnist, one_blas_thread, para
 # ------------------------------------------------------------------ Net
 def test_net_builds_lazily_on_the_first_forward():
     net = tn.Net([tn.Dense(5), tn.ReLU(), tn.Dense(2, bias=False)])
-    assert net.params == [] and net.get_params() == {}
+    assert net.params == [] and net.state_dict() == {}
     y = net.forward(np.zeros((3, 4), np.float32))
     assert y.shape == (3, 2)
-    assert {k: v.shape for k, v in net.get_params().items()} == {
-        "0.w": (4, 5), "0.b": (5,), "2.w": (5, 2)}
+    assert {k: v.shape for k, v in net.state_dict().items()} == {
+        "param.0.w": (4, 5), "param.0.b": (5,), "param.2.w": (5, 2)}
     assert [p.shape for p in net.params] == [(4, 5), (5,), (5, 2)]
     assert [g.shape for g in net.grads] == [(4, 5), (5,), (5, 2)]
     assert net.architecture() == [
@@ -26,50 +28,62 @@ def test_net_builds_lazily_on_the_first_forward():
          "params": {"w": [5, 2]}, "state": {}}]
 
 
-def test_params_are_live_arrays_and_get_params_returns_copies():
+def test_params_are_live_arrays_and_state_dict_returns_copies():
     tn.seed(0)
     net = tn.Net([tn.Dense(3)])
     net.forward(np.ones((1, 2)))
-    copy = net.get_params()
-    copy["0.w"][...] = 42.0
+    copy = net.state_dict()
+    copy["param.0.w"][...] = 42.0
     assert not np.any(net.layers[0].params["w"] == 42.0)
     net.params[0][...] = 7.0  # the live array: changes the layer
     assert np.all(net.layers[0].params["w"] == 7.0)
 
 
-def test_get_set_params_round_trip():
+def test_state_dict_round_trip():
     tn.seed(0)
     x, y = toy_data()
     model = small_classifier()
     model.predict(x)
-    saved = model.net.get_params()
+    saved = model.net.state_dict()
     model.fit(x, y, epochs=2, batch_size=16)
-    assert not params_equal(model.net.get_params(), saved)
-    model.net.set_params(saved)
-    assert params_equal(model.net.get_params(), saved)
+    assert not params_equal(model.net.state_dict(), saved)
+    model.net.load_state_dict(saved)
+    assert params_equal(model.net.state_dict(), saved)
 
 
 @pytest.mark.parametrize("change, words", [
-    (lambda p: p.pop("0.b"), ["expected parameters", "0.b"]),
-    (lambda p: p.update({"9.w": np.zeros(1)}), ["9.w"]),
-    (lambda p: p.update({"0.w": np.zeros((8, 4))}), ["0.w", "(4, 8)", "(8, 4)"]),
+    (lambda p: p.pop("param.0.b"), ["expected arrays", "param.0.b"]),
+    (lambda p: p.update({"param.9.w": np.zeros(1)}), ["param.9.w"]),
+    (lambda p: p.update({"param.0.w": np.zeros((8, 4))}), ["param.0.w", "(4, 8)", "(8, 4)"]),
 ], ids=["missing_name", "extra_name", "wrong_shape"])
-def test_set_params_refuses_wrong_names_and_shapes(change, words):
+def test_load_state_dict_refuses_wrong_names_and_shapes(change, words):
     tn.seed(0)
     net = tn.Net([tn.Dense(8), tn.ReLU(), tn.Dense(3)])
     net.forward(np.zeros((1, 4), np.float32))
-    before = net.get_params()
-    bad = net.get_params()
+    before = net.state_dict()
+    bad = net.state_dict()
     for p in bad.values():
         p += 1.0  # so a partial write would show
     change(bad)
     with pytest.raises(tn.ShapeError) as info:
-        net.set_params(bad)
+        net.load_state_dict(bad)
     assert all(w in str(info.value) for w in words), str(info.value)
-    assert params_equal(net.get_params(), before)  # nothing written
+    assert params_equal(net.state_dict(), before)  # nothing written
 
 
 # ------------------------------------------------------------------ fit and history
+def test_progress_bars_are_optional(monkeypatch):
+    """Without tqdm (an optional dependency) fit and the range test still run, with no bar."""
+    monkeypatch.setitem(sys.modules, "tqdm", None)  # makes `import tqdm...` raise ImportError
+    monkeypatch.setitem(sys.modules, "tqdm.auto", None)
+    tn.seed(0)
+    x, y = toy_data()
+    model = small_classifier()
+    assert len(model.fit(x, y, epochs=2, batch_size=16, progress=True)["loss"]) == 2
+    result = tn.lr_range_test(model, x, y, end_lr=1e-2, num_steps=5, batch_size=16, progress=True)
+    assert len(result.lrs) == 5
+
+
 def test_fit_returns_the_documented_history():
     tn.seed(0)
     x, y = toy_data(n=50)
@@ -181,7 +195,7 @@ def test_train_step_skips_only_the_unused_input_gradient(make_net, shape):
         reference.optimizer.step(reference.net.params, reference.net.grads)
     for _ in range(3):
         shortcut.train_step(x, y)
-    assert params_equal(shortcut.net.get_params(), reference.net.get_params())
+    assert params_equal(shortcut.net.state_dict(), reference.net.state_dict())
 
 
 def test_an_instance_hook_on_the_first_layer_runs_during_fit():
@@ -264,10 +278,10 @@ def test_divergence_on_the_first_step_restores_batchnorm_statistics():
     assert params_equal(model.net.state_dict(), start)
 class RecordParams(tn.Callback):
     def on_train_begin(self, model):
-        self.seen = [model.net.get_params()]
+        self.seen = [model.net.state_dict()]
 
     def on_batch_end(self, model, step, logs):
-        self.seen.append(model.net.get_params())
+        self.seen.append(model.net.state_dict())
 
 
 def test_average_weights_puts_the_moving_average_into_the_net():
@@ -280,7 +294,7 @@ def test_average_weights_puts_the_moving_average_into_the_net():
     expected = {name: value.astype(np.float64) for name, value in recorder.seen[0].items()}
     for params in recorder.seen[1:]:  # a_t = 0.7·a_(t−1) + 0.3·θ_t, written out by hand
         expected = {name: 0.7 * expected[name] + 0.3 * params[name] for name in expected}
-    final = model.net.get_params()
+    final = model.net.state_dict()
     for name in expected:
         np.testing.assert_allclose(final[name], expected[name], rtol=1e-5, atol=1e-6)
     assert not params_equal(final, recorder.seen[-1])  # not simply the last step's weights
@@ -295,7 +309,7 @@ def test_average_weights_is_not_used_after_a_divergence():
         history = model.fit(x, y, epochs=3, batch_size=10,
                             callbacks=[recorder, tn.AverageWeights(0.9)])
     assert history["stopped"].startswith("diverged")
-    assert params_equal(model.net.get_params(), recorder.seen[0])  # rolled back, not averaged
+    assert params_equal(model.net.state_dict(), recorder.seen[0])  # rolled back, not averaged
 
 
 def test_epochs_zero_trains_nothing():
@@ -366,7 +380,7 @@ def run(seed, fit_seed=None):
     x, y = toy_data(n=64, seed=3)
     model = small_classifier(hidden=16, dropout=0.3)
     history = model.fit(x, y, epochs=3, batch_size=8, seed=fit_seed)
-    return history, model.net.get_params()
+    return history, model.net.state_dict()
 
 
 def test_same_seed_gives_bitwise_identical_training():

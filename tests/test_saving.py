@@ -54,7 +54,7 @@ def test_save_load_round_trip_gives_identical_predictions(trained, tmp_path):
     other.optimizer.step(other.net.params, other.net.grads)
     other.load(path)
     np.testing.assert_array_equal(other.predict(x), model.predict(x))
-    assert params_equal(other.net.get_params(), model.net.get_params())
+    assert params_equal(other.net.state_dict(), model.net.state_dict())
     assert other.optimizer.t == 0 and other.optimizer.state == {}  # fresh optimizer state
 
 
@@ -285,11 +285,11 @@ def test_loading_into_a_built_net_of_other_widths_names_both(trained):
     model, x, path = trained
     other = small_classifier(hidden=16)
     other.predict(x)
-    before = other.net.get_params()
+    before = other.net.state_dict()
     with pytest.raises(tn.DataError, match=r"layer 0 \(Dense\): the file has units=8, this net "
                                            r"has units=16"):
         other.load(path)
-    assert params_equal(other.net.get_params(), before)
+    assert params_equal(other.net.state_dict(), before)
 
 
 def test_a_conv_setting_shapes_cannot_show_is_compared():

@@ -11,13 +11,14 @@ The core imports numpy only; the course tooling (tinynn.course: plots, widgets, 
 # files record it. It comes before the imports, so that tinynn.saving can import it.
 __version__ = "0.1.0"
 
-from . import (autograd, data, diagnostics, functional, initializers, layers, lr_finder, metrics,
-               optimizers, schedules)
+from . import (autograd, data, datasets, diagnostics, download, functional, initializers, layers,
+               lr_finder, metrics, optimizers, schedules)
 from .autograd import Tensor
 from .batches import BatchIterator
 from .callbacks import AverageWeights, Callback, EarlyStopping
 from .conv import AvgPool2D, Conv2D, MaxPool2D
-from .data import circles, load_mnist, moons, shift_images, split, spirals
+from .data import circles, moons, shift_images, split, spirals
+from .datasets import load_mnist, load_names
 from .diagnostics import (LayerStats, activation_stats, dead_fraction, gradcheck_net,
                           initial_loss_check, overfit_batch)
 from .errors import (CallOrderError, ConfigError, DataError, DivergenceWarning, ShapeError,

@@ -4,6 +4,7 @@ import sys
 import time
 
 import tinynn as tn
+from tinynn.checks import check_int, check_number
 from tinynn.models import build_cnn, build_mlp
 
 
@@ -49,9 +50,11 @@ def train(args):
 
 
 def data(args):
-    path = tn.data.ensure_mnist(progress=not args.quiet)
+    path = tn.datasets.ensure_mnist(progress=not args.quiet)
     (x_train, _), (x_test, _) = tn.load_mnist(progress=False)
     print(f"MNIST cache ok: {path} ({len(x_train)} training and {len(x_test)} test images)")
+    names = tn.load_names(progress=not args.quiet)
+    print(f"names ok: {path.parent / tn.datasets.NAMES_NAME} ({len(names)} names)")
     return 0
 
 
@@ -67,44 +70,49 @@ def grade(args):
     return command(args)
 
 
-def positive_int(text):
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
+def checked(convert, check, *bounds):
+    """An argparse ``type``: the text converted by ``convert`` (int or float), then checked by
+    ``check`` from tinynn.checks (e.g. ``checked(float, check_number, "(0, inf)")``), so the
+    command line and the library refuse the same values with the same words."""
+    def parse(text):
+        try:
+            return check(convert(text), "the value", "tinynn", *bounds)
+        except tn.ConfigError as err:
+            raise argparse.ArgumentTypeError(str(err).split(": ", 1)[1]) from None
+    parse.__name__ = convert.__name__  # argparse's "invalid int value: 'x'"
+    return parse
 
 
-def decay(text):
-    value = float(text)
-    if not 0 <= value < 1:
-        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text}")
-    return value
-
-
-def positive_float(text):
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
-    return value
+positive_int = checked(int, check_int)
+non_negative_int = checked(int, check_int, 0)
+positive_number = checked(float, check_number, "(0, inf)")
+fraction_below_one = checked(float, check_number, "[0, 1)")
 
 
 def parser():
     p = argparse.ArgumentParser(prog="python -m tinynn",
                                 description="tinynn: a small deep-learning framework in numpy.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_train(sub)
+    _add_data(sub)
+    _add_student(sub)
+    _add_grade(sub)
+    return p
 
+
+def _add_train(sub):
     t = sub.add_parser("train", help="train a network on MNIST and report test accuracy",
                        description="Train on the 60,000 MNIST training digits, evaluate on the "
                                    "10,000 test digits; ends with 'test accuracy: NN.NN%%'.")
     t.add_argument("--model", choices=sorted(MODELS), default="mlp",
                    help="mlp: 784-200-100-10 ReLU net (default); cnn: small convolutional net")
-    t.add_argument("--epochs", type=int, default=None,
+    t.add_argument("--epochs", type=non_negative_int, default=None,
                    help="passes over the training set (default: 5 for mlp, 3 for cnn)")
     t.add_argument("--batch-size", type=positive_int, default=128, help="default: 128")
     t.add_argument("--optimizer", choices=sorted(tn.optimizers.OPTIMIZERS), default="adam",
                    help="default: adam")
-    t.add_argument("--lr", type=positive_float, default=1e-3, help="learning rate (default: 1e-3)")
-    t.add_argument("--average", type=decay, default=0.995, metavar="DECAY",
+    t.add_argument("--lr", type=positive_number, default=1e-3, help="learning rate (default: 1e-3)")
+    t.add_argument("--average", type=fraction_below_one, default=0.995, metavar="DECAY",
                    help="evaluate an exponential moving average of the weights, which remembers "
                         "~1/(1-DECAY) steps (tinynn.AverageWeights); 0 turns it off "
                         "(default: 0.995)")
@@ -113,13 +121,18 @@ def parser():
     t.add_argument("--quiet", action="store_true", help="no progress bars")
     t.set_defaults(run=train)
 
-    d = sub.add_parser("data", help="download (if needed) and verify the MNIST cache",
-                       description="Seed or check the MNIST cache in data/. Set TINYNN_DATA_MIRROR "
-                                   "to a folder or URL holding mnist.pkl.gz or the IDX files to "
-                                   "work offline.")
+
+def _add_data(sub):
+    d = sub.add_parser("data", help="download (if needed) and verify MNIST and names",
+                       description="Seed or check the dataset cache in data/ (MNIST, names.txt). "
+                                   "Set TINYNN_DATA_MIRROR to a folder or URL holding "
+                                   "mnist.pkl.gz (or the IDX files) and names.txt to work "
+                                   "offline.")
     d.add_argument("--quiet", action="store_true", help="no progress bar")
     d.set_defaults(run=data)
 
+
+def _add_student(sub):
     s = sub.add_parser("student", help="write student notebooks (solutions stripped)",
                        description="Copy every notebook in SOURCE to --out with solution blocks "
                                    "replaced by 'raise NotImplementedError()' and outputs cleared.")
@@ -127,6 +140,8 @@ def parser():
     s.add_argument("--out", required=True, help="folder to write the student notebooks to")
     s.set_defaults(run=student)
 
+
+def _add_grade(sub):
     g = sub.add_parser("grade", help="autograde submitted notebooks into a CSV",
                        description="Run every student's notebooks in a fresh kernel with the "
                                    "course notebooks' hidden tests (nbgrader's locked test "
@@ -150,13 +165,10 @@ def parser():
                    help="write each executed notebook, with its diagnosis, to "
                         "DIR/<student>/<notebook>.ipynb")
     g.set_defaults(run=grade)
-    return p
 
 
 def main(argv=None):
     args = parser().parse_args(argv)
-    if getattr(args, "epochs", None) is not None and args.epochs < 0:
-        parser().error("--epochs must be >= 0")
     try:
         return args.run(args)
     except tn.TinynnError as e:

@@ -23,6 +23,7 @@ gradients, for checking against central differences.
 """
 import numpy as np
 
+from . import functional
 from .errors import ConfigError, ShapeError
 
 
@@ -327,12 +328,10 @@ def log_softmax(a, axis=-1):
 
     dL/da = G − softmax(a) · Σ G (along ``axis``): the max-shift m cancels, so it needs no
     gradient of its own."""
-    shifted = a.data - a.data.max(axis=axis, keepdims=True)
-    log_sum = np.log(np.exp(shifted).sum(axis=axis, keepdims=True))
-    out = Tensor(shifted - log_sum, (a,), "log_softmax")
+    out = Tensor(functional.log_softmax(a.data, axis), (a,), "log_softmax")
 
     def backward():
-        softmax = np.exp(out.data)
+        softmax = np.exp(out.data)  # e^(log softmax): no second pass over the sums
         a.grad += out.grad - softmax * out.grad.sum(axis=axis, keepdims=True)
     out._backward = backward
     return out

@@ -10,10 +10,29 @@ from .errors import ConfigError, DataError, ShapeError
 def check_int(value, what, owner, minimum=1, hint=""):
     """``int(value)``, or ConfigError unless ``value`` is an integer >= ``minimum`` (a bool or
     a float such as 32.0 is refused: it is almost always a slip)."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        kind = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
-        raise ConfigError(f"{owner}: {what} must be {kind}, got {value!r}{_hint(hint)}")
+    if not _is_int(value) or value < minimum:
+        raise ConfigError(f"{owner}: {what} must be {_integer_kind(minimum)}, got "
+                          f"{value!r}{_hint(hint)}")
     return int(value)
+
+
+def check_pair(value, what, owner, minimum=1):
+    """``(a, b)`` from an integer (meaning ``(value, value)``) or a pair of integers, each
+    >= ``minimum``: a kernel size, a stride, a padding... ConfigError otherwise."""
+    pair = (value, value) if _is_int(value) else value
+    if not (isinstance(pair, (tuple, list)) and len(pair) == 2
+            and all(_is_int(v) and v >= minimum for v in pair)):
+        raise ConfigError(f"{owner}: {what} must be {_integer_kind(minimum)} or a pair of them, "
+                          f"got {value!r}")
+    return int(pair[0]), int(pair[1])
+
+
+def _is_int(value):
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def _integer_kind(minimum):
+    return "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
 
 
 def check_number(value, what, owner, interval="(-inf, inf)", hint=""):

@@ -65,26 +65,11 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from . import initializers
-from .checks import check_float_dtype, check_float_input, check_int
+from .checks import check_float_dtype, check_float_input, check_int, check_pair
 from .errors import ConfigError, ShapeError
 from .layers import Layer
 
 PADDINGS = ("valid", "same")
-
-
-# ---------------------------------------------------------------- argument checking
-def _is_int(value):
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
-
-
-def _pair(value, what, layer, minimum=1):
-    """(a, b) from an int or a pair of ints >= minimum; ConfigError otherwise."""
-    pair = (value, value) if _is_int(value) else value
-    if not (isinstance(pair, (tuple, list)) and len(pair) == 2
-            and all(_is_int(v) and v >= minimum for v in pair)):
-        kind = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
-        raise ConfigError(f"{layer}: {what} must be {kind} or a pair of them, got {value!r}")
-    return int(pair[0]), int(pair[1])
 
 
 def _compact(pair):
@@ -113,9 +98,9 @@ def windows(x, kernel_size, stride=1, dilation=1):
 
     No data is copied: the view walks x's memory with new strides (bytes per step along each
     axis). Moving one output row down moves sh input rows; moving one kernel row moves dh."""
-    (kh, kw), (sh, sw), (dh, dw) = (_pair(kernel_size, "kernel_size", "windows"),
-                                    _pair(stride, "stride", "windows"),
-                                    _pair(dilation, "dilation", "windows"))
+    (kh, kw), (sh, sw), (dh, dw) = (check_pair(kernel_size, "kernel_size", "windows"),
+                                    check_pair(stride, "stride", "windows"),
+                                    check_pair(dilation, "dilation", "windows"))
     n, h, w, c = x.shape
     ho, wo = output_size(h, kh, sh, dh), output_size(w, kw, sw, dw)
     if ho < 1 or wo < 1:
@@ -145,9 +130,9 @@ def col2im(cols, x_shape, kernel_size, stride=1, dilation=1):
     window, the gradient of the pixel at offset (i, j) inside it — pixels that form a strided
     slice of the image. (``cols`` may also come as an (N, Ho, Wo, kh, kw, C) array of any strides.)"""
     n, h, w, c = x_shape
-    (kh, kw), (sh, sw), (dh, dw) = (_pair(kernel_size, "kernel_size", "col2im"),
-                                    _pair(stride, "stride", "col2im"),
-                                    _pair(dilation, "dilation", "col2im"))
+    (kh, kw), (sh, sw), (dh, dw) = (check_pair(kernel_size, "kernel_size", "col2im"),
+                                    check_pair(stride, "stride", "col2im"),
+                                    check_pair(dilation, "dilation", "col2im"))
     ho, wo = output_size(h, kh, sh, dh), output_size(w, kw, sw, dw)
     rows = cols.reshape(n, ho, wo, kh, kw, c)
     dx = np.zeros(x_shape, dtype=cols.dtype)
@@ -158,7 +143,6 @@ def col2im(cols, x_shape, kernel_size, stride=1, dilation=1):
     return dx
 
 
-# ---------------------------------------------------------------- Conv2D
 class Conv2D(Layer):
     """2-D convolution (cross-correlation, as in every framework) over channels-last images.
 
@@ -177,16 +161,16 @@ class Conv2D(Layer):
                  init="he_normal", bias=True, in_channels=None, dtype=None):
         super().__init__()
         self.filters = check_int(filters, "filters", "Conv2D")
-        self.kernel_size = _pair(kernel_size, "kernel_size", "Conv2D")
-        self.stride = _pair(stride, "stride", "Conv2D")
-        self.dilation = _pair(dilation, "dilation", "Conv2D")
+        self.kernel_size = check_pair(kernel_size, "kernel_size", "Conv2D")
+        self.stride = check_pair(stride, "stride", "Conv2D")
+        self.dilation = check_pair(dilation, "dilation", "Conv2D")
         if isinstance(padding, str):
             if padding not in PADDINGS:
                 raise ConfigError(f"Conv2D: padding must be 'valid', 'same' or an integer >= 0, "
                                   f"got {padding!r}")
             self.padding = padding
         else:
-            self.padding = _pair(padding, "padding", "Conv2D", minimum=0)
+            self.padding = check_pair(padding, "padding", "Conv2D", minimum=0)
         self.init = initializers.get(init)
         self.bias = bool(bias)
         self.dtype = None if dtype is None else check_float_dtype(dtype, "Conv2D")
@@ -361,8 +345,8 @@ class _Pool2D(Layer):
     def __init__(self, pool_size=2, stride=None):
         super().__init__()
         name = type(self).__name__
-        self.pool_size = _pair(pool_size, "pool_size", name)
-        self.stride = self.pool_size if stride is None else _pair(stride, "stride", name)
+        self.pool_size = check_pair(pool_size, "pool_size", name)
+        self.stride = self.pool_size if stride is None else check_pair(stride, "stride", name)
 
     def _geometry(self, x):
         _check_images(self, x)

@@ -26,9 +26,8 @@ from . import random as tn_random
 from .callbacks import Callback
 from .checks import check_int
 from .errors import ConfigError
-from .gradcheck import relative_error
+from .gradcheck import numerical_gradient, relative_error
 from .losses import SigmoidCrossEntropy, SoftmaxCrossEntropy
-from .metrics import accuracy
 
 
 class Report:
@@ -116,23 +115,18 @@ def overfit_batch(model, x, y, steps=200, target_loss=0.05):
         raise ConfigError("overfit_batch: pass a tn.Model (net, loss and optimizer)")
     steps = check_int(steps, "steps", "overfit_batch")
     trial = copy.deepcopy(model)
-    saved_rng = copy.deepcopy(tn_random.rng().bit_generator.state)
     losses = []
-    try:
-        with np.errstate(all="ignore"):
-            for _ in range(steps):
-                losses.append(float(trial.train_step(x, y)))
-                if not math.isfinite(losses[-1]):
-                    break
-            pred = trial.predict(x)
-            final = float(trial.loss(pred, trial._as_target(y, len(pred)))[0])
-    finally:
-        tn_random.rng().bit_generator.state = saved_rng  # dropout in the copy drew numbers
-    acc = accuracy(pred, y) if trial.is_classifier else None
+    # The copy's dropout draws from a copy of the generator: the caller's stream is untouched.
+    with tn_random.fork(), np.errstate(all="ignore"):
+        for _ in range(steps):
+            losses.append(float(trial.train_step(x, y)))
+            if not math.isfinite(losses[-1]):
+                break
+        scores = trial.evaluate(x, y)
+    final, acc = float(scores["loss"]), scores.get("accuracy")
     reached = math.isfinite(final) and final <= target_loss
     perfect = acc is None or acc == 1.0
-    n = len(pred)
-    got = f"loss {losses[0]:.3g} → {final:.3g} after {len(losses)} steps on {n} samples"
+    got = f"loss {losses[0]:.3g} → {final:.3g} after {len(losses)} steps on {len(x)} samples"
     if acc is not None:
         got += f", accuracy {acc:.0%}"
     if reached and perfect:
@@ -172,41 +166,17 @@ def gradcheck_net(net, loss, x, y, h=1e-6, samples=None, tolerance=1e-6, seed=0)
     every error is below ``tolerance``; ``worst`` names the largest."""
     net64 = float64_copy(net)
     x = np.array(x, dtype=np.float64)
-    state = copy.deepcopy(tn_random.rng().bit_generator.state)
 
-    def forward():  # the same dropout masks at every evaluation: replay the generator
-        tn_random.rng().bit_generator.state = copy.deepcopy(state)
-        return net64.forward(x, training=True)
+    def objective():
+        # The same dropout masks at every evaluation: each forward runs on a copy of the
+        # caller's generator, which is left as it was found.
+        with tn_random.fork():
+            return loss(net64.forward(x, training=True), y)
 
-    try:
-        value, grad = loss(forward(), y)
-        net64.backward(grad)
-        live = net64._live_params()
-        analytic = {}
-        for i, layer in enumerate(net64.layers):
-            for name in layer.params:
-                analytic[f"{i}.{name}"] = np.array(layer.grads[name], dtype=np.float64)
-        picker = np.random.default_rng(seed)
-        errors = {}
-        for key, param in live.items():
-            flat, a = param.reshape(-1), analytic[key].reshape(-1)
-            if a.size != flat.size:
-                errors[key] = math.inf  # a gradient of the wrong shape
-                continue
-            chosen = (np.arange(flat.size) if samples is None or samples >= flat.size
-                      else np.sort(picker.choice(flat.size, samples, replace=False)))
-            numeric = np.empty(len(chosen))
-            for j, index in enumerate(chosen):
-                original = flat[index]
-                flat[index] = original + h
-                plus = loss(forward(), y)[0]
-                flat[index] = original - h
-                minus = loss(forward(), y)[0]
-                flat[index] = original
-                numeric[j] = (plus - minus) / (2 * h)
-            errors[key] = relative_error(a[chosen], numeric)
-    finally:
-        tn_random.rng().bit_generator.state = state
+    value, grad = objective()
+    net64.backward(grad)
+    errors = _parameter_errors(net64, lambda: objective()[0], h, samples,
+                               np.random.default_rng(seed))
     worst = max(errors, key=errors.get) if errors else None
     ok = all(e <= tolerance for e in errors.values())
     if ok:
@@ -221,6 +191,25 @@ def gradcheck_net(net, loss, x, y, h=1e-6, samples=None, tolerance=1e-6, seed=0)
                    f"({type(net64.layers[int(worst.split('.')[0])]).__name__}) is wrong")
     return Report("gradient check of the net", ok, verdict, errors=errors, worst=worst,
                   loss=float(value))
+
+
+def _parameter_errors(net, f, h, samples, picker):
+    """``{"<layer index>.<name>": relative error}`` of each parameter's gradient in ``net`` (from
+    the backward just run) against central differences of ``f``, on ``samples`` entries chosen
+    by ``picker`` (all entries when None)."""
+    errors = {}
+    for i, layer in enumerate(net.layers):
+        for name, param in layer.params.items():
+            analytic = np.array(layer.grads[name], dtype=np.float64)
+            if analytic.size != param.size:
+                errors[f"{i}.{name}"] = math.inf  # a gradient of the wrong shape
+                continue
+            chosen = (np.arange(param.size) if samples is None or samples >= param.size
+                      else np.sort(picker.choice(param.size, samples, replace=False)))
+            numeric = numerical_gradient(f, param, h, indices=chosen)
+            errors[f"{i}.{name}"] = relative_error(analytic.reshape(-1)[chosen],
+                                                   numeric.reshape(-1)[chosen])
+    return errors
 
 
 # ================================================================ activations and updates
@@ -269,9 +258,7 @@ class LayerStats(Callback):
     looks unhealthy in the latest record."""
 
     def __init__(self, x_probe, every=1):
-        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
-            raise ConfigError(f"LayerStats: every must be a positive integer, got {every!r}")
-        self.x_probe, self.every = x_probe, every
+        self.x_probe, self.every = x_probe, check_int(every, "every", "LayerStats")
         self.layers, self.steps, self.history = [], [], {}
         self._previous = None
 

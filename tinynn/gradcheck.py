@@ -22,11 +22,14 @@ def relative_error(analytic, numeric):
     return 0.0 if scale == 0 else float(np.abs(analytic - numeric).max() / scale)
 
 
-def numerical_gradient(f, array, h=1e-6):
-    """df/darray by central differences, nudging ``array`` in place one element at a time."""
+def numerical_gradient(f, array, h=1e-6, indices=None):
+    """df/darray by central differences, (f(x + h) − f(x − h)) / 2h for one element x at a
+    time: ``array`` is nudged in place and put back. ``f()`` takes no argument (it reads
+    ``array``) and returns a number. ``indices`` (positions in ``array.reshape(-1)``) limits the
+    work to those elements, for a big parameter; the gradient of the others is left 0."""
     grad = np.zeros_like(array)
     flat, grad_flat = array.reshape(-1), grad.reshape(-1)  # views of the same memory
-    for i in range(flat.size):
+    for i in range(flat.size) if indices is None else indices:
         original = flat[i]
         flat[i] = original + h
         f_plus = f()
@@ -51,39 +54,32 @@ def gradcheck(layer_or_loss, x, target=None, h=1e-6, seed=0):
 
 
 def _check_layer(layer, x, h, seed):
-    # Random layers (dropout) must draw the same numbers at every forward: replay the generator,
-    # and leave it as it was found, even when the layer raises (finally).
-    state = tn_random.rng().bit_generator.state
-    try:
-        return _compare_gradients(layer, x, h, seed, state)
-    finally:
-        tn_random.rng().bit_generator.state = state
-
-
-def _compare_gradients(layer, x, h, seed, state):
-    """The errors ``gradcheck`` returns; every forward replays the generator from ``state``."""
+    """The errors ``gradcheck`` returns for a layer."""
     def forward():
-        tn_random.rng().bit_generator.state = state
-        return layer.forward(x, training=True)
+        # Random layers (dropout) must draw the same numbers at every forward: each one runs on
+        # a copy of the caller's generator, which is left as it was found.
+        with tn_random.fork():
+            return layer.forward(x, training=True)
 
-    def check_dtypes():  # before and after the first forward (which may build the layer)
-        for name, p in layer.params.items():
-            if p.dtype != np.float64:
-                raise ConfigError(f"gradcheck: {layer!r} parameter {name!r} is {p.dtype}; build "
-                                  "the layer with float64 input (or float64 parameters) to check it")
-
-    check_dtypes()
+    _check_float64(layer)
     y = forward()
-    check_dtypes()
+    _check_float64(layer)  # the first forward may have built the layer
     upstream = np.random.default_rng(seed).standard_normal(y.shape)
 
     def objective():
         return float(np.sum(forward() * upstream))
 
-    forward()
+    forward()  # as objective's: the first forward drew the new layer's weights before a mask
     analytic = {"input": layer.backward(upstream.copy())}
     analytic.update({name: g.copy() for name, g in layer.grads.items()})
     errors = {"input": relative_error(analytic["input"], numerical_gradient(objective, x, h))}
     for name, p in layer.params.items():
         errors[name] = relative_error(analytic[name], numerical_gradient(objective, p, h))
     return errors
+
+
+def _check_float64(layer):
+    for name, p in layer.params.items():
+        if p.dtype != np.float64:
+            raise ConfigError(f"gradcheck: {layer!r} parameter {name!r} is {p.dtype}; build "
+                              "the layer with float64 input (or float64 parameters) to check it")

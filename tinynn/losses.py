@@ -7,7 +7,7 @@ already carries the 1/batch factor, and layers simply sum over the batch.
 import numpy as np
 
 from .errors import DataError, ShapeError
-from .functional import sigmoid
+from .functional import log_softmax, sigmoid
 
 
 class Loss:
@@ -82,15 +82,11 @@ class SoftmaxCrossEntropy(Loss):
             raise ShapeError(f"{self}: expected logits of shape (batch, classes), got {pred.shape}")
         labels = class_indices(self, pred, target)
         rows = np.arange(len(pred))
-        shifted = pred - pred.max(axis=1, keepdims=True)
-        exp = np.exp(shifted)
-        sum_exp = exp.sum(axis=1, keepdims=True)
-        log_prob = shifted[rows, labels] - np.log(sum_exp[:, 0])
-        grad = exp
-        grad /= sum_exp  # softmax, in place
+        log_prob = log_softmax(pred, axis=1)
+        grad = np.exp(log_prob)  # softmax(z), then minus onehot(target), in place
         grad[rows, labels] -= 1.0
         grad *= 1.0 / len(pred)
-        return float(-np.mean(log_prob)), grad
+        return float(-np.mean(log_prob[rows, labels])), grad
 
 
 class SigmoidCrossEntropy(Loss):

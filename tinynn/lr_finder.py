@@ -18,6 +18,7 @@ import numpy as np
 
 from .batches import BatchIterator
 from .errors import ConfigError
+from .progress import progress_bar
 
 
 class MovingAverage:
@@ -90,7 +91,7 @@ def lr_range_test(model, x, y, start_lr=1e-6, end_lr=10.0, num_steps=200, batch_
     lrs, losses, best, average = [], [], math.inf, MovingAverage(smoothing)
     stopped = "it reached the largest learning rate"
     saved_net, saved_optimizer = model.net.state_dict(), optimizer.snapshot()
-    steps = _progress_bar(rates) if progress else rates
+    steps = progress_bar(rates, "range test", unit="step", enabled=progress)
     try:
         optimizer.reset()          # the test's own moments, from zero
         optimizer.schedule = None  # the test sets the rate itself
@@ -118,8 +119,7 @@ def lr_range_test(model, x, y, start_lr=1e-6, end_lr=10.0, num_steps=200, batch_
         model.net.load_state_dict(saved_net)    # parameters and BatchNorm's statistics
         optimizer.restore(saved_optimizer)      # step count, moments, rate and schedule
         model.stop_training = False
-        if progress:
-            steps.close()
+        steps.close()
     return _range_result(np.array(lrs), np.array(losses), stopped)
 
 
@@ -127,11 +127,6 @@ def _check_sweep(start_lr, end_lr, num_steps):
     if not 0 < start_lr < end_lr or num_steps < 2:
         raise ConfigError(f"lr_range_test: need 0 < start_lr < end_lr and num_steps >= 2, got "
                           f"{start_lr!r}, {end_lr!r}, {num_steps!r}")
-
-
-def _progress_bar(rates):
-    from tqdm.auto import tqdm  # optional: only a progress bar needs it
-    return tqdm(rates, desc="range test", unit="step")
 
 
 def _endless(batches):

@@ -27,6 +27,7 @@ from .losses import SigmoidCrossEntropy, SoftmaxCrossEntropy
 from .metrics import accuracy
 from .net import call_backward, layer_dtype
 from .norm import BatchNorm
+from .progress import progress_bar
 
 
 class Model:
@@ -149,7 +150,7 @@ class Model:
             cb.on_epoch_begin(self, epoch)
         snapshot = self.net.state_dict()
         total_loss, correct, seen = 0.0, 0, 0
-        bar = _progress_bar(batches, f"epoch {epoch + 1}/{epochs}", progress)
+        bar = progress_bar(batches, f"epoch {epoch + 1}/{epochs}", unit="batch", enabled=progress)
         for xb, yb in bar:
             if self._augment is not None:
                 xb = self._augmented(xb)
@@ -179,9 +180,8 @@ class Model:
             logs.update({f"val_{k}": v for k, v in self.evaluate(*validation).items()})
         for key, value in logs.items():
             self.history.setdefault(key, []).append(value)
-        if hasattr(bar, "set_postfix"):
-            bar.set_postfix({k: f"{v:.4f}" for k, v in logs.items()})
-            bar.close()
+        bar.set_postfix({k: f"{v:.4f}" for k, v in logs.items()})
+        bar.close()
         for cb in callbacks:
             cb.on_epoch_end(self, epoch, logs)
 
@@ -260,10 +260,3 @@ class Model:
 
     def __repr__(self):
         return f"Model({self.net!r},\n  loss={self.loss!r}, optimizer={self.optimizer!r})"
-
-
-def _progress_bar(batches, description, enabled):
-    if not enabled:
-        return batches
-    from tqdm.auto import tqdm  # lazy: the core imports without tqdm
-    return tqdm(batches, desc=description, leave=True, unit="batch")

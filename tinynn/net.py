@@ -43,8 +43,8 @@ class Net:
 
         ``input_grad=False`` (what Model uses) returns None instead and tells the first layer
         that nobody needs dL/d(input data), so it may skip it (a fast path: for the MNIST MLP
-        that drops the largest matrix product of the backward pass, ~11% of an epoch; see
-        benchmarks/fastpaths.py). A first layer whose backward takes only ``grad`` is simply
+        that drops the largest matrix product of the backward pass; benchmarks/fastpaths.py
+        measures what it saves). A first layer whose backward takes only ``grad`` is simply
         called with ``grad``, and returns dL/dx that is then dropped."""
         for layer in reversed(self.layers[1:]):
             grad = layer.backward(grad)
@@ -63,14 +63,6 @@ class Net:
         """Every gradient array, in the same order as ``params``."""
         return [layer.grads[name] for layer in self.layers for name in layer.params]
 
-    def get_params(self):
-        """A copy of every parameter, named ``"<layer index>.<name>"`` (e.g. ``"0.w"``)."""
-        return {key: p.copy() for key, p in self._live_params().items()}
-
-    def set_params(self, values):
-        """Overwrite parameters from a ``get_params()``-style dict; names and shapes must match."""
-        _overwrite("Net.set_params", "parameters", self._live_params(), values)
-
     def state_dict(self):
         """A copy of everything the outputs depend on: each parameter as ``"param.<layer
         index>.<name>"`` and each state array (BatchNorm's running statistics) as
@@ -80,10 +72,6 @@ class Net:
     def load_state_dict(self, values):
         """Overwrite parameters and state from a ``state_dict()``; names and shapes must match."""
         _overwrite("Net.load_state_dict", "arrays", self._live_all(), values)
-
-    def _live_params(self):
-        return {f"{i}.{name}": p for i, layer in enumerate(self.layers)
-                for name, p in layer.params.items()}
 
     def _live_all(self):
         return {f"{kind}.{i}.{name}": array for i, layer in enumerate(self.layers)

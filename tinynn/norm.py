@@ -8,8 +8,8 @@ model carry them along.
 """
 import numpy as np
 
-from .checks import check_float_input
-from .errors import ConfigError, ShapeError
+from .checks import check_float_input, check_number
+from .errors import ShapeError
 from .layers import Layer
 
 
@@ -42,11 +42,8 @@ class BatchNorm(Layer):
 
     def __init__(self, momentum=0.9, eps=1e-5):
         super().__init__()
-        if not 0.0 <= momentum < 1.0:
-            raise ConfigError(f"BatchNorm: momentum must be in [0, 1), got {momentum!r}")
-        if not eps > 0:
-            raise ConfigError(f"BatchNorm: eps must be > 0, got {eps!r}")
-        self.momentum, self.eps = float(momentum), float(eps)
+        self.momentum = check_number(momentum, "momentum", "BatchNorm", "[0, 1)")
+        self.eps = check_number(eps, "eps", "BatchNorm", "(0, inf)")
         self.state = {}
 
     @property

@@ -207,7 +207,7 @@ class Adam(Optimizer):
 
     def update(self, param, grad):
         if self.fast:
-            return self._fast_update(param, grad)  # fast path, see below
+            return self._fast_update(param, grad)
         m, v = self.slots(param, 2)
         m[...] = self.beta1 * m + (1 - self.beta1) * grad           # m ← β₁m + (1 − β₁)g
         v[...] = self.beta2 * v + (1 - self.beta2) * grad * grad    # v ← β₂v + (1 − β₂)g²
@@ -218,7 +218,7 @@ class Adam(Optimizer):
     def _fast_update(self, param, grad):
         """The same rule with every operation writing into two reused work arrays (out= and
         in-place ufuncs), so a step allocates nothing; the textbook version makes about ten
-        parameter-sized temporaries: ~11% of an MNIST MLP epoch (benchmarks/fastpaths.py).
+        parameter-sized temporaries (what that costs an epoch: benchmarks/RESULTS.md, fast paths).
         m += (1 − β₁)(g − m) is β₁m + (1 − β₁)g rearranged."""
         m, v = self.slots(param, 2)
         work, step = self._work_arrays(param)
