@@ -313,6 +313,7 @@ class Residual(Layer):
         return tuple(layer.saved_tensors for _, layer in leaf_layers(self.block))
 
     def forward(self, x, training=True):
+        check_float_input(x, self)
         y = self.block.forward(x, training)
         if y.shape != x.shape:
             raise ShapeError(f"{self!r}: the block must keep the shape of its input for x + "
