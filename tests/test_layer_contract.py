@@ -5,7 +5,9 @@ on every layer type, fast and textbook paths apart:
   very same dL/dx and gradients, and the saved tensors are unchanged;
 * the gradient arrays are created with the parameters and every backward writes into them, so a
   list taken once from ``net.grads`` holds the latest gradients;
-* the dtype rule: input that is not floating point is refused, naming the layer and the dtype."""
+* the dtype rule: input that is not floating point is refused, naming the layer and the dtype;
+  the one exception, by design, is Embedding, which takes integer token ids and refuses floats
+  (``ID_LAYERS``)."""
 import copy
 import inspect
 
@@ -46,8 +48,31 @@ LAYERS = {
     "AvgPool2D": (lambda: AvgPool2D(2), (3, 6, 6, 2)),
     "BatchNorm (N, C)": (BatchNorm, (6, 3)),
     "BatchNorm (N, H, W, C)": (BatchNorm, (3, 4, 4, 2)),
+    "Dense (B, T, D)": (lambda: tn.Dense(3), (2, 4, 5)),
+    "LayerNorm (N, D)": (tn.LayerNorm, (4, 5)),
+    "LayerNorm (B, T, D)": (tn.LayerNorm, (2, 3, 5)),
+    "Embedding": (lambda: tn.Embedding(7, 4, dtype=np.float64), (3, 5)),
+    "PositionalEmbedding": (lambda: tn.PositionalEmbedding(6), (2, 5, 4)),
+    "MultiHeadAttention causal": (lambda: tn.MultiHeadAttention(2), (2, 5, 4)),
+    "MultiHeadAttention full": (lambda: tn.MultiHeadAttention(2, causal=False), (2, 5, 4)),
+    "Residual (one layer)": (lambda: tn.Residual(tn.Dense(4)), (3, 4)),
+    "Residual (Net block)": (lambda: tn.Residual(tn.Net([tn.LayerNorm(), tn.MultiHeadAttention(2),
+                                                         tn.GELU(), tn.Dense(4)])), (2, 5, 4)),
 }
-WITH_PARAMS = [name for name in LAYERS if name.split()[0] in ("Dense", "Conv2D", "BatchNorm")]
+WITH_PARAMS = [name for name in LAYERS if name.split()[0] in (
+    "Dense", "Conv2D", "BatchNorm", "LayerNorm", "Embedding", "PositionalEmbedding",
+    "MultiHeadAttention", "Residual")]
+ID_LAYERS = [name for name in LAYERS if getattr(LAYERS[name][0](), "takes_ids", False)]
+FLOAT_LAYERS = [name for name in LAYERS if name not in ID_LAYERS]
+IDS = 7  # the ids an Embedding of LAYERS gets lie in [0, IDS)
+
+
+def layer_input(name, gen, dtype=np.float64):
+    """An input LAYERS[name] accepts: integer ids for an Embedding, else standard normal."""
+    shape = LAYERS[name][1]
+    if name in ID_LAYERS:
+        return gen.integers(0, IDS, shape)
+    return gen.standard_normal(shape).astype(dtype)
 
 
 def built(name, dtype=np.float64):
@@ -55,7 +80,7 @@ def built(name, dtype=np.float64):
     would hide a gradient sent to the wrong place), and an upstream gradient of its output."""
     make, shape = LAYERS[name]
     gen = np.random.default_rng(0)
-    x = gen.standard_normal(shape).astype(dtype)
+    x = layer_input(name, gen, dtype)
     layer = make()
     tn.seed(0)
     y = layer.forward(x)
@@ -105,6 +130,7 @@ def test_a_second_backward_repeats_the_first_and_changes_nothing_forward_saved(n
     grads = {k: g.copy() for k, g in layer.grads.items()}
     assert_same(layer.saved_tensors, saved, f"{name}: what forward saved, after backward")
     dx_again = layer.backward(upstream.copy())
+    assert (dx is None) == (name in ID_LAYERS), f"{name}: dL/dx is {type(dx).__name__}"
     assert np.array_equal(dx_again, dx), f"{name}: the second backward's dL/dx differs"
     assert_same({k: g.copy() for k, g in layer.grads.items()}, grads, f"{name}: second grads")
     assert_same(layer.saved_tensors, saved, f"{name}: what forward saved, after two backwards")
@@ -118,7 +144,7 @@ def test_a_list_taken_from_net_grads_before_backward_holds_the_new_gradients(nam
     held = net.grads  # taken once, before the backward, as an optimizer loop might
     twin = copy.deepcopy(layer)
     for each in (layer, twin):
-        each.forward(x + 1.0)
+        each.forward((x + 1) % IDS if name in ID_LAYERS else x + 1.0)
         each.backward(upstream)
     assert len(held) == len(layer.params) > 0
     for array, name_ in zip(held, layer.params):
@@ -138,7 +164,7 @@ def test_gradient_arrays_are_created_with_the_parameters():
 
 
 @pytest.mark.parametrize("dtype", [np.int64, np.int32, np.uint8, bool])
-@pytest.mark.parametrize("name", list(LAYERS))
+@pytest.mark.parametrize("name", FLOAT_LAYERS)
 def test_input_that_is_not_floating_point_is_refused_naming_layer_and_dtype(name, dtype):
     make, shape = LAYERS[name]
     layer = make()
@@ -152,7 +178,27 @@ def test_input_that_is_not_floating_point_is_refused_naming_layer_and_dtype(name
     assert layer.params == {}  # nothing was built from integer data
 
 
-@pytest.mark.parametrize("name", WITH_PARAMS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, bool])
+@pytest.mark.parametrize("name", ID_LAYERS)
+def test_a_layer_that_takes_token_ids_refuses_anything_else_naming_layer_and_dtype(name, dtype):
+    """Embedding's input is integer ids by design: it takes int64, int32 and uint8 ids alike
+    and refuses floats (data cast by mistake, never rounded) and bools, in training and
+    inference, naming the layer and the dtype."""
+    make, shape = LAYERS[name]
+    layer = make()
+    ids = np.arange(np.prod(shape)).reshape(shape) % IDS
+    expected = layer.forward(ids, training=False)
+    for int_dtype in (np.int32, np.uint8):
+        assert np.array_equal(layer.forward(ids.astype(int_dtype), training=False), expected)
+    for training in (True, False):
+        with pytest.raises(tn.ShapeError) as info:
+            layer.forward(ids.astype(dtype), training=training)
+        message = str(info.value)
+        assert repr(layer) in message and np.dtype(dtype).name in message, message
+        assert "integer token ids" in message
+
+
+@pytest.mark.parametrize("name", [n for n in WITH_PARAMS if n not in ID_LAYERS])
 def test_a_layer_built_on_floats_still_refuses_integers(name):
     layer, x, _ = built(name, np.float32)
     with pytest.raises(tn.ShapeError, match="int64"):

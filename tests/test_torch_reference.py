@@ -260,8 +260,55 @@ def dropout_reference(p):
     return reference
 
 
+def layer_norm_reference(eps):
+    def reference(F, x, p, y):
+        return F.layer_norm(x, x.shape[-1:], p["gamma"], p["beta"], eps=eps)
+    return reference
+
+
+def split_heads(x, heads):
+    batch, time, dim = x.shape
+    return x.reshape(batch, time, heads, dim // heads).transpose(1, 2)
+
+
+def attention_reference(heads, causal, prefix=""):
+    """torch's scaled_dot_product_attention on tinynn's projections (``prefix``: the path of
+    the layer inside a block, for a Residual's parameter names)."""
+    def reference(F, x, p, y):
+        w = {name: p[prefix + name] for name in ("wq", "wk", "wv", "wo", "bq", "bv", "bo")}
+        q, k, v = (split_heads(x @ w["w" + n] + (w["b" + n] if n != "k" else 0), heads)
+                   for n in "qkv")
+        out = F.scaled_dot_product_attention(q, k, v, is_causal=causal)
+        return out.transpose(1, 2).flatten(2) @ w["wo"] + w["bo"]
+    return reference
+
+
+def residual_reference(F, x, p, y):
+    """Residual(Net([LayerNorm(), MultiHeadAttention(2), GELU(), Dense(4)]))."""
+    h = layer_norm_reference(1e-5)(F, x, {"gamma": p["0.gamma"], "beta": p["0.beta"]}, None)
+    h = F.gelu(attention_reference(2, True, "1.")(F, h, p, None), approximate="tanh")
+    return x + F.linear(h, p["3.w"].T, p["3.b"])
+
+
 LAYER_CASES = [
     LayerCase("Dense", lambda: tn.Dense(3), (4, 5), dense_reference),
+    LayerCase("Dense-sequence", lambda: tn.Dense(3), (2, 4, 5), dense_reference),
+    LayerCase("LayerNorm-2d", tn.LayerNorm, (4, 6), layer_norm_reference(1e-5), scale=3.0),
+    LayerCase("LayerNorm-3d-eps0.1", lambda: tn.LayerNorm(eps=0.1), (2, 3, 5),
+              layer_norm_reference(0.1)),
+    LayerCase("PositionalEmbedding", lambda: tn.PositionalEmbedding(7), (2, 5, 4),
+              lambda F, x, p, y: x + p["w"][:x.shape[1]]),
+    LayerCase("MultiHeadAttention-causal", lambda: tn.MultiHeadAttention(2), (3, 5, 6),
+              attention_reference(2, True)),
+    LayerCase("MultiHeadAttention-causal-one-head", lambda: tn.MultiHeadAttention(1), (2, 4, 3),
+              attention_reference(1, True)),
+    LayerCase("MultiHeadAttention-full", lambda: tn.MultiHeadAttention(3, causal=False),
+              (2, 4, 6), attention_reference(3, False)),
+    LayerCase("Residual-Dense", lambda: tn.Residual(tn.Dense(5)), (3, 5),
+              lambda F, x, p, y: x + F.linear(x, p["w"].T, p["b"])),
+    LayerCase("Residual-attention-block",
+              lambda: tn.Residual(tn.Net([tn.LayerNorm(), tn.MultiHeadAttention(2), tn.GELU(),
+                                          tn.Dense(4)])), (2, 5, 4), residual_reference),
     LayerCase("Dense-nobias", lambda: tn.Dense(2, bias=False), (3, 4), dense_reference),
     LayerCase("Dense-inference", lambda: tn.Dense(3), (4, 5), dense_reference, training=False),
     activation("ReLU", tn.ReLU, lambda F, x: F.relu(x), data=away_from_zero),
@@ -325,6 +372,69 @@ class RunningStatisticsCase:
         module.eval()
         assert_close(layer.forward(batches[3], training=False), as_tinynn(module(as_torch(batches[3]))),
                      FORWARD_RTOL, f"{self.id}: inference with the running statistics")
+
+
+class EmbeddingCase:
+    """Embedding against torch's F.embedding and nn.Embedding (with tinynn's table copied in):
+    the looked-up rows and dL/dw, repeated ids included; no dL/d(ids) on either side."""
+    id = "Embedding-repeated-ids"
+    subject = tn.Embedding
+
+    def check(self, torch):
+        gen = np.random.default_rng(SEED)
+        ids = gen.integers(0, 6, (3, 7))
+        ids[0, :3] = 2  # the same row read at several positions: the gradients add up
+        layer = tn.Embedding(6, 4, dtype=np.float64)
+        randomise(layer, gen)
+        y = layer.forward(ids)
+        upstream = gen.standard_normal(y.shape)
+        assert layer.backward(upstream) is None
+        module = torch.nn.Embedding(6, 4, dtype=torch.float64)
+        module.weight.data = torch.tensor(layer.params["w"])
+        w = torch.tensor(layer.params["w"], requires_grad=True)
+        for what, out, weight in (("F.embedding", torch.nn.functional.embedding(
+                torch.tensor(ids), w), w), ("nn.Embedding", module(torch.tensor(ids)), module.weight)):
+            assert_close(y, out, FORWARD_RTOL, f"{self.id}: forward ({what})")
+            out.backward(torch.tensor(upstream))
+            assert_close(layer.grads["w"], weight.grad, BACKWARD_RTOL, f"{self.id}: dL/dw ({what})")
+
+
+class MultiheadAttentionModuleCase:
+    """MultiHeadAttention against torch.nn.MultiheadAttention (batch_first, a causal mask) with
+    tinynn's weights copied in (in_proj = [wq; wk; wv]ᵀ, a zero key bias, out_proj = woᵀ):
+    the output, dL/dx and every weight's gradient mapped back to tinynn's names."""
+    id = "MultiHeadAttention-vs-nn.MultiheadAttention"
+    subject = tn.MultiHeadAttention
+
+    def check(self, torch):
+        gen = np.random.default_rng(SEED)
+        x = gen.standard_normal((3, 6, 8))
+        layer = tn.MultiHeadAttention(4)
+        layer.forward(x, training=False)
+        randomise(layer, gen)
+        y = layer.forward(x)
+        p = layer.params
+        module = torch.nn.MultiheadAttention(8, 4, batch_first=True, dtype=torch.float64)
+        module.in_proj_weight.data = torch.tensor(np.concatenate([p["wq"].T, p["wk"].T, p["wv"].T]))
+        module.in_proj_bias.data = torch.tensor(np.concatenate([p["bq"], np.zeros(8), p["bv"]]))
+        module.out_proj.weight.data = torch.tensor(p["wo"].T.copy())
+        module.out_proj.bias.data = torch.tensor(p["bo"])
+        xt = torch.tensor(x, requires_grad=True)
+        mask = torch.triu(torch.ones(6, 6, dtype=torch.bool), diagonal=1)  # True: may not look
+        yt, _ = module(xt, xt, xt, attn_mask=mask, need_weights=False)
+        assert_close(y, yt, FORWARD_RTOL, f"{self.id}: forward")
+        upstream = gen.standard_normal(y.shape)
+        dx = layer.backward(upstream)
+        yt.backward(torch.tensor(upstream))
+        assert_close(dx, xt.grad, BACKWARD_RTOL, f"{self.id}: dL/dx")
+        w_in, b_in = module.in_proj_weight.grad, module.in_proj_bias.grad
+        expected = {"wq": w_in[:8].T, "wk": w_in[8:16].T, "wv": w_in[16:].T, "bq": b_in[:8],
+                    "bv": b_in[16:], "wo": module.out_proj.weight.grad.T,
+                    "bo": module.out_proj.bias.grad}
+        for name, grad in expected.items():
+            assert_close(layer.grads[name], grad, BACKWARD_RTOL, f"{self.id}: dL/d{name}")
+        key_bias = np.abs(b_in[8:16].numpy()).max()  # 0 up to rounding: why tinynn has none
+        assert key_bias < BACKWARD_RTOL * np.abs(b_in.numpy()).max(), f"{self.id}: {key_bias}"
 
 
 STATISTICS_CASES = [
@@ -392,6 +502,12 @@ LOSS_CASES = [
              lambda gen: np.eye(4)[labels(6, 4)(gen)], cross_entropy),
     LossCase("SoftmaxCrossEntropy-large-logits", tn.SoftmaxCrossEntropy, (6, 4), labels(6, 4),
              cross_entropy, scale=1e3),
+    LossCase("SoftmaxCrossEntropy-sequence", tn.SoftmaxCrossEntropy, (3, 5, 4),
+             lambda gen: gen.integers(0, 4, (3, 5)),
+             lambda F, p, t: F.cross_entropy(p.permute(0, 2, 1), t)),
+    LossCase("SoftmaxCrossEntropy-sequence-one-hot", tn.SoftmaxCrossEntropy, (2, 3, 5),
+             lambda gen: np.eye(5)[gen.integers(0, 5, (2, 3))],
+             lambda F, p, t: F.cross_entropy(p.permute(0, 2, 1), t.argmax(-1))),
     LossCase("SigmoidCrossEntropy-soft-targets", tn.SigmoidCrossEntropy, (5, 3),
              soft_labels((5, 3)), lambda F, p, t: F.binary_cross_entropy_with_logits(p, t)),
     LossCase("SigmoidCrossEntropy-labels-one-output", tn.SigmoidCrossEntropy, (6, 1),
@@ -594,9 +710,56 @@ class TrainStepCase:
                 assert_close(a, e, BACKWARD_RTOL, f"{self.id}: parameter {k} after step {step}")
 
 
+class GPTCase:
+    """A whole small GPT (tinynn.models.build_gpt: 2 blocks) against the same network written
+    with torch.nn.functional on the same weights: the loss on a batch of token ids and the
+    gradient of every parameter, named by its state_dict path."""
+    id = "GPT-loss-and-every-gradient"
+    subject = tn.Net
+
+    def check(self, torch):
+        from tinynn.models import build_gpt
+        F = torch.nn.functional
+        gen = np.random.default_rng(SEED)
+        ids = gen.integers(0, 11, (3, 9))
+        x, y = ids[:, :-1], ids[:, 1:]
+        net = build_gpt(11, context=8, dim=8, heads=2, layers=2, dtype=np.float64)
+        net.forward(x)
+        for array in net.params:  # not the initial values (zero biases, unit gammas)
+            array[...] = gen.standard_normal(array.shape) * 0.5
+        value, grad = tn.SoftmaxCrossEntropy()(net.forward(x, training=True), y)
+        net.backward(grad)
+        p = {key[len("param."):]: torch.tensor(a, requires_grad=True)
+             for key, a in net.state_dict().items()}
+        logits = self.torch_gpt(F, torch.tensor(x), p, blocks=(2, 3, 4, 5))
+        expected = F.cross_entropy(logits.flatten(0, 1), torch.tensor(y).flatten())
+        expected.backward()
+        assert_close(value, expected, FORWARD_RTOL, f"{self.id}: loss")
+        ours = net._live_params()
+        for path, layer in tinynn.net.leaf_layers(net):
+            for name in layer.params:
+                key = f"{path}.{name}"
+                assert_close(layer.grads[name], p[key].grad, BACKWARD_RTOL, f"{self.id}: d{key}")
+        assert set(ours) == set(p)
+
+    @staticmethod
+    def torch_gpt(F, ids, p, blocks):
+        h = F.embedding(ids, p["0.w"]) + p["1.w"][:ids.shape[1]]
+        for i in blocks:
+            if i % 2 == 0:  # attention
+                a = F.layer_norm(h, h.shape[-1:], p[f"{i}.0.gamma"], p[f"{i}.0.beta"])
+                h = h + attention_reference(2, True, f"{i}.1.")(F, a, p, None)
+            else:           # the MLP
+                a = F.layer_norm(h, h.shape[-1:], p[f"{i}.0.gamma"], p[f"{i}.0.beta"])
+                a = F.gelu(a @ p[f"{i}.1.w"] + p[f"{i}.1.b"], approximate="tanh")
+                h = h + a @ p[f"{i}.3.w"] + p[f"{i}.3.b"]
+        h = F.layer_norm(h, h.shape[-1:], p["6.gamma"], p["6.beta"])
+        return h @ p["7.w"] + p["7.b"]
+
+
 # ---------------------------------------------------------------- the table
-CASES = [*LAYER_CASES, *STATISTICS_CASES, *LOSS_CASES, *OPTIMIZER_CASES, *SCHEDULE_CASES,
-         TrainStepCase()]
+CASES = [*LAYER_CASES, EmbeddingCase(), MultiheadAttentionModuleCase(), *STATISTICS_CASES,
+         *LOSS_CASES, *OPTIMIZER_CASES, *SCHEDULE_CASES, TrainStepCase(), GPTCase()]
 
 KNOWN_BUGS = {}  # case id -> why tinynn disagrees with PyTorch (an xfail that must keep failing)
 

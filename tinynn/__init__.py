@@ -12,7 +12,7 @@ The core imports numpy only; the course tooling (tinynn.course: plots, widgets, 
 __version__ = "0.1.0"
 
 from . import (autograd, data, datasets, diagnostics, download, functional, initializers, layers,
-               lr_finder, metrics, optimizers, schedules)
+               lr_finder, metrics, optimizers, schedules, sequence)
 from .autograd import Tensor
 from .batches import BatchIterator
 from .callbacks import AverageWeights, Callback, EarlyStopping
@@ -31,7 +31,8 @@ from .lr_finder import RangeTestResult, lr_range_test
 from .metrics import accuracy, confusion_matrix
 from .model import Model
 from .net import Net
-from .norm import BatchNorm
+from .norm import BatchNorm, LayerNorm
 from .optimizers import SGD, Adam, AdamW, Momentum, Optimizer, RMSProp
 from .random import seed
+from .sequence import Embedding, MultiHeadAttention, PositionalEmbedding, Residual, sample
 from .schedules import CosineDecay, ExponentialDecay, Schedule, StepDecay, WarmUp

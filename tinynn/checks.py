@@ -97,6 +97,19 @@ def check_batch(x, what, owner, dtype):
     return x
 
 
+def check_ids(x, what, owner):
+    """``x`` as a non-empty batch of integer token ids (batch, time), not cast: ids index a
+    table, so floats are refused (ShapeError) rather than rounded."""
+    x = np.asarray(x)
+    if x.dtype.kind not in "iu":
+        raise ShapeError(f"{owner}: {what} must be integer token ids (the net starts with an "
+                         f"Embedding), got dtype {x.dtype}; hint: x.astype(np.int64)")
+    if x.ndim != 2 or len(x) == 0:
+        raise ShapeError(f"{owner}: {what} must be a non-empty batch of token ids (batch, time), "
+                         f"got shape {x.shape}; hint: for one sequence use ids[None]")
+    return x
+
+
 def check_targets(y, n, owner):
     """``y`` as an array of ``n`` targets without NaN or inf."""
     y = np.asarray(y)

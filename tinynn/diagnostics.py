@@ -28,6 +28,9 @@ from .checks import check_int
 from .errors import ConfigError
 from .gradcheck import numerical_gradient, relative_error
 from .losses import SigmoidCrossEntropy, SoftmaxCrossEntropy
+from .metrics import accuracy
+from .net import Net, join_path, leaf_layers
+from .sequence import Residual
 
 
 class Report:
@@ -54,6 +57,10 @@ def _net_and_loss(model, loss):
 
 
 def _as_batch(net, x):
+    """``x`` in the dtype of the net's parameters; token ids (a net that starts with an
+    Embedding) stay integers."""
+    if getattr(net, "takes_ids", False):
+        return np.asarray(x)
     params = net.params
     dtype = params[0].dtype if params else np.float32
     return np.asarray(x, dtype=dtype)
@@ -80,11 +87,11 @@ def initial_loss_check(model, x, y, loss=None, tolerance=0.5):
     with np.errstate(all="ignore"):
         pred = net.forward(_as_batch(net, x), training=False)
         value = float(loss(pred, y)[0])
-    expected = expected_initial_loss(loss, pred.shape[1] if pred.ndim == 2 else 1)
+    expected = expected_initial_loss(loss, pred.shape[-1] if pred.ndim >= 2 else 1)
     if expected is None:
         raise ConfigError(f"initial_loss_check: no expected initial value for {loss!r}; it is "
                           "defined for SoftmaxCrossEntropy (ln C) and SigmoidCrossEntropy (ln 2)")
-    classes = pred.shape[1] if isinstance(loss, SoftmaxCrossEntropy) else 2
+    classes = pred.shape[-1] if isinstance(loss, SoftmaxCrossEntropy) else 2
     where = f"ln {classes} = {expected:.3f} (chance level for {classes} classes)"
     if not math.isfinite(value):
         ok, verdict = False, (f"the initial loss is {value}, expected about {where}: the "
@@ -146,7 +153,7 @@ def overfit_batch(model, x, y, steps=200, target_loss=0.05):
 def float64_copy(net):
     """A deep copy of ``net`` whose parameters, gradients and state are float64."""
     net64 = copy.deepcopy(net)
-    for layer in net64.layers:
+    for _, layer in leaf_layers(net64):
         for store in ("params", "grads", "state"):
             arrays = getattr(layer, store, None)
             if arrays:
@@ -165,7 +172,7 @@ def gradcheck_net(net, loss, x, y, h=1e-6, samples=None, tolerance=1e-6, seed=0)
     layer has many). Report: ``errors`` = {"<layer index>.<name>": max relative error}, ok when
     every error is below ``tolerance``; ``worst`` names the largest."""
     net64 = float64_copy(net)
-    x = np.array(x, dtype=np.float64)
+    x = np.asarray(x) if getattr(net64, "takes_ids", False) else np.array(x, dtype=np.float64)
 
     def objective():
         # The same dropout masks at every evaluation: each forward runs on a copy of the
@@ -185,10 +192,10 @@ def gradcheck_net(net, loss, x, y, h=1e-6, samples=None, tolerance=1e-6, seed=0)
                    else "the net has no parameters")
     else:
         bad = [k for k, e in errors.items() if e > tolerance]
+        where = worst.rsplit(".", 1)[0]
         verdict = (f"the gradients of {', '.join(bad)} do not match finite differences "
                    f"(worst {worst}: relative error {errors[worst]:.2g}, tolerance {tolerance:g}): "
-                   f"the backward of layer {worst.split('.')[0]} "
-                   f"({type(net64.layers[int(worst.split('.')[0])]).__name__}) is wrong")
+                   f"the backward of layer {where} ({type(leaves[where]).__name__}) is wrong")
     return Report("gradient check of the net", ok, verdict, errors=errors, worst=worst,
                   loss=float(value))
 
@@ -198,11 +205,11 @@ def _parameter_errors(net, f, h, samples, picker):
     the backward just run) against central differences of ``f``, on ``samples`` entries chosen
     by ``picker`` (all entries when None)."""
     errors = {}
-    for i, layer in enumerate(net.layers):
+    for where, layer in leaf_layers(net):
         for name, param in layer.params.items():
             analytic = np.array(layer.grads[name], dtype=np.float64)
             if analytic.size != param.size:
-                errors[f"{i}.{name}"] = math.inf  # a gradient of the wrong shape
+                errors[f"{where}.{name}"] = math.inf  # a gradient of the wrong shape
                 continue
             chosen = (np.arange(param.size) if samples is None or samples >= param.size
                       else np.sort(picker.choice(param.size, samples, replace=False)))
@@ -226,17 +233,32 @@ def activation_stats(net, x):
     changes nothing): ``{"layer": "1 ReLU", "mean", "std", "dead"}``, where ``dead`` is the
     fraction of units (output features) that are exactly 0 for *every* sample — after a ReLU,
     a unit that receives no gradient from any of these inputs."""
-    h = _as_batch(net, x)
     rows = []
     with np.errstate(all="ignore"):
-        for i, layer in enumerate(net.layers):
-            h = layer.forward(h, training=False)
+        for name, _, h in _layer_outputs(net, _as_batch(net, x)):
             flat = h.reshape(len(h), -1)
-            rows.append({"layer": f"{i} {type(layer).__name__}",
+            rows.append({"layer": name,
                          "mean": float(np.mean(flat, dtype=np.float64)),
                          "std": float(np.std(flat, dtype=np.float64)),
                          "dead": dead_fraction(flat)})
     return rows
+
+
+def _layer_outputs(layer, h, where=""):
+    """(name, layer, output) for every layer a net's inference forward of ``h`` runs through,
+    nested ones included, named ``"<path> <type>"`` (``"2.1 MultiHeadAttention"``): each layer
+    inside a nested Net, and a Residual after its block (its output, the sum x + block(x))."""
+    if isinstance(layer, Net):  # its layers in turn, each fed the one before's output
+        found = []
+        for step, child in layer.sublayers():
+            inside = _layer_outputs(child, h, join_path(where, step))
+            h = inside[-1][2] if inside else h
+            found += inside
+        return found
+    if isinstance(layer, Residual):
+        inside = _layer_outputs(layer.block, h, where)
+        return inside + [(f"{where} Residual", layer, h + (inside[-1][2] if inside else h))]
+    return [(f"{where} {type(layer).__name__}", layer, layer.forward(h, training=False))]
 
 
 def _norm(arrays):
@@ -265,8 +287,10 @@ class LayerStats(Callback):
     def on_train_begin(self, model):
         net = model.net
         self._probe = _as_batch(net, self.x_probe)
+        outputs = _layer_outputs(net, self._probe[:1])
+        self._owners = [layer for _, layer, _ in outputs]
         if not self.layers:
-            self.layers = [row["layer"] for row in activation_stats(net, self._probe[:1])]
+            self.layers = [name for name, _, _ in outputs]
             self.history = {key: [[] for _ in self.layers]
                             for key in ("mean", "std", "dead", "grad_std", "update_ratio")}
         self._previous = [p.copy() for p in net.params]
@@ -288,8 +312,8 @@ class LayerStats(Callback):
             for key in ("mean", "std", "dead"):
                 self.history[key][i].append(row[key])
         k = 0
-        for i, layer in enumerate(net.layers):
-            n = len(layer.params)
+        for i, layer in enumerate(self._owners):
+            n = 0 if isinstance(layer, Residual) else len(layer.params)  # its block's are counted
             if n:
                 old, new = self._previous[k:k + n], list(layer.params.values())
                 grads = [np.asarray(layer.grads[name], dtype=np.float64).ravel()

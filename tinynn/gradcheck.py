@@ -44,7 +44,11 @@ def gradcheck(layer_or_loss, x, target=None, h=1e-6, seed=0):
     """Compare analytical and numerical gradients. Returns ``{"input": err, "<param>": err, ...}``,
     each the max relative error (see ``relative_error``); below ~1e-6 means correct.
 
-    ``x`` is the layer input (or the loss's predictions, with ``target``)."""
+    ``x`` is the layer input (or the loss's predictions, with ``target``). For a layer that
+    takes integer token ids (Embedding) ``x`` stays integers and there is no "input" entry:
+    ids have no gradient."""
+    if getattr(layer_or_loss, "takes_ids", False):
+        return _check_layer(layer_or_loss, np.asarray(x), h, seed)
     x = np.array(x, dtype=np.float64)
     if isinstance(layer_or_loss, Loss):
         loss = layer_or_loss
@@ -72,7 +76,9 @@ def _check_layer(layer, x, h, seed):
     forward()  # as objective's: the first forward drew the new layer's weights before a mask
     analytic = {"input": layer.backward(upstream.copy())}
     analytic.update({name: g.copy() for name, g in layer.grads.items()})
-    errors = {"input": relative_error(analytic["input"], numerical_gradient(objective, x, h))}
+    errors = {}
+    if x.dtype.kind == "f":
+        errors["input"] = relative_error(analytic["input"], numerical_gradient(objective, x, h))
     for name, p in layer.params.items():
         errors[name] = relative_error(analytic[name], numerical_gradient(objective, p, h))
     return errors

@@ -121,7 +121,10 @@ class Dense(Layer):
     (``in_features`` builds it at once; ``dtype`` fixes its dtype, see the module docstring).
     Backward, for a batch X (n × in) and upstream gradient G = dL/dY (n × units):
         dL/dw = Xᵀ G      dL/db = Σ_rows G      dL/dX = G wᵀ
-    """
+
+    A sequence (batch, time, in_features) goes through the same w at every position: each of
+    its batch·time rows is one row of X above, so the parameter gradients sum over batch and
+    time alike (the backward flattens both into rows, and dL/dX keeps the input's shape)."""
 
     def __init__(self, units, in_features=None, init="xavier_uniform", bias=True, dtype=None):
         super().__init__()
@@ -141,15 +144,18 @@ class Dense(Layer):
 
     def forward(self, x, training=True):
         check_float_input(x, self)
-        if x.ndim != 2:
-            raise ShapeError(f"{self!r}: expected input of shape (batch, in_features), got shape "
-                             f"{x.shape}; hint: put a Flatten() before Dense for images")
+        if x.ndim not in (2, 3):
+            raise ShapeError(f"{self!r}: expected input of shape (batch, in_features) or (batch, "
+                             f"time, in_features), got shape {x.shape}; hint: put a Flatten() "
+                             "before Dense for images")
         if "w" not in self.params:
-            self.build(x.shape[1], self.dtype or x.dtype)
+            self.build(x.shape[-1], self.dtype or x.dtype)
         w = self.params["w"]
-        if x.shape[1] != w.shape[0] or x.dtype != w.dtype:
-            raise ShapeError(f"{self!r}: expected input (batch, {w.shape[0]}) of dtype {w.dtype}, "
-                             f"got {x.shape} of dtype {x.dtype}")
+        if x.shape[-1] != w.shape[0] or x.dtype != w.dtype:
+            hint = "; hint: put a Flatten() before Dense for images" if x.ndim > 2 else ""
+            raise ShapeError(f"{self!r}: expected input (batch, {w.shape[0]}) or (batch, time, "
+                             f"{w.shape[0]}) of dtype {w.dtype}, got {x.shape} of dtype "
+                             f"{x.dtype}{hint}")
         if training:
             self.save_for_backward(x)
         y = x @ w
@@ -157,9 +163,10 @@ class Dense(Layer):
 
     def backward(self, grad, input_grad=True):
         (x,) = self.saved_tensors
-        self.grads["w"][...] = x.T @ grad              # dL/dw = Xᵀ G
+        rows, grad_rows = x.reshape(-1, x.shape[-1]), grad.reshape(-1, grad.shape[-1])
+        self.grads["w"][...] = rows.T @ grad_rows      # dL/dw = Xᵀ G
         if self.bias:
-            self.grads["b"][...] = grad.sum(axis=0)    # dL/db = Σ_rows G
+            self.grads["b"][...] = grad_rows.sum(axis=0)   # dL/db = Σ_rows G
         if not input_grad:                             # the net's first layer: dL/d(data) unused
             return None
         return grad @ self.params["w"].T               # dL/dX = G wᵀ

@@ -69,17 +69,23 @@ def class_indices(loss, pred, target):
 
 
 class SoftmaxCrossEntropy(Loss):
-    """Softmax followed by cross-entropy, fused, for logits of shape (batch, classes).
+    """Softmax followed by cross-entropy, fused, for logits of shape (batch, classes), or
+    (batch, time, classes) for a sequence model that predicts a class at every position.
 
     Stable for any logits: log softmax(z)ᵢ = zᵢ − m − log Σⱼ exp(zⱼ − m) with m = maxⱼ zⱼ,
     so the largest exponent is e⁰ = 1 and nothing overflows (try logits of 1e4).
     The fused gradient is beautifully simple: (softmax(z) − onehot(target)) / batch.
-    Targets are class indices (or one-hot rows).
+    Targets are class indices (or one-hot rows): (batch,) for (batch, classes) logits,
+    (batch, time) for a sequence. A sequence is batch·time independent predictions: the value
+    is the mean over all of those positions, so the gradient divides by batch·time.
     """
 
     def forward(self, pred, target):
+        if pred.ndim == 3:
+            return self._sequence(pred, target)
         if pred.ndim != 2:
-            raise ShapeError(f"{self}: expected logits of shape (batch, classes), got {pred.shape}")
+            raise ShapeError(f"{self}: expected logits of shape (batch, classes) or (batch, time, "
+                             f"classes), got {pred.shape}")
         labels = class_indices(self, pred, target)
         rows = np.arange(len(pred))
         log_prob = log_softmax(pred, axis=1)
@@ -87,6 +93,17 @@ class SoftmaxCrossEntropy(Loss):
         grad[rows, labels] -= 1.0
         grad *= 1.0 / len(pred)
         return float(-np.mean(log_prob[rows, labels])), grad
+
+    def _sequence(self, pred, target):
+        """(batch, time, classes) logits: every position is one row of the 2-D case."""
+        batch, time, classes = pred.shape
+        if target.shape not in ((batch, time), pred.shape):
+            raise ShapeError(f"{self}: expected targets of shape ({batch}, {time}) (class "
+                             f"indices) or {pred.shape} (one-hot) for logits of shape "
+                             f"{pred.shape}, got {target.shape}")
+        rows = target.reshape((batch * time,) + target.shape[2:])
+        value, grad = self.forward(pred.reshape(batch * time, classes), rows)
+        return value, grad.reshape(pred.shape)
 
 
 class SigmoidCrossEntropy(Loss):

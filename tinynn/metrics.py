@@ -24,7 +24,12 @@ def as_labels(target):
 
 
 def accuracy(scores, target, threshold=0.0):
-    """Fraction of samples whose predicted class equals the target class."""
+    """Fraction of samples whose predicted class equals the target class. For a sequence,
+    scores (batch, time, classes) and target class indices (batch, time): the fraction of all
+    positions."""
+    scores, target = np.asarray(scores), np.asarray(target)
+    if scores.ndim == 3 and target.shape == scores.shape[:2]:
+        scores, target = scores.reshape(-1, scores.shape[2]), target.reshape(-1)
     predicted, actual = predicted_classes(scores, threshold), as_labels(target)
     if len(predicted) != len(actual):
         raise ShapeError(f"accuracy: {len(predicted)} predictions but {len(actual)} targets")

@@ -20,12 +20,12 @@ import numpy as np
 from . import saving
 from .batches import BatchIterator
 from .data import holdout_last
-from .checks import check_batch, check_float_dtype, check_int, check_targets
+from .checks import check_batch, check_float_dtype, check_ids, check_int, check_targets
 from .errors import ConfigError, DivergenceWarning
 from .interrupt import HoldCtrlC
 from .losses import SigmoidCrossEntropy, SoftmaxCrossEntropy
 from .metrics import accuracy
-from .net import call_backward, layer_dtype
+from .net import call_backward, layer_dtype, leaf_layers
 from .norm import BatchNorm
 from .progress import progress_bar
 
@@ -211,6 +211,8 @@ class Model:
                       DivergenceWarning, stacklevel=4)
 
     def _as_input(self, x, what):
+        if getattr(self.net, "takes_ids", False):  # token ids stay integers (Embedding)
+            return check_ids(x, what, "Model")
         return check_batch(x, what, "Model", self.dtype)  # the one place data is cast
 
     def _as_target(self, y, n):
@@ -234,7 +236,7 @@ class Model:
             (x, y), validation = holdout_last(x, y, validation_split)
         x, y = self._checked_pair(x, y, "x")
         if len(x) % batch_size == 1 and not drop_last \
-                and any(isinstance(layer, BatchNorm) for layer in self.net.layers):
+                and any(isinstance(layer, BatchNorm) for _, layer in leaf_layers(self.net)):
             raise ConfigError(f"Model.fit: {len(x)} samples in batches of {batch_size} leave a "
                               "last batch of one sample, and BatchNorm cannot train on one; "
                               "hint: pass drop_last=True, or another batch_size")

@@ -1,9 +1,12 @@
 """The course's standard networks: the MLP and CNN that train MNIST from the command line, in the
-widgets and in the benchmarks (one definition each, imported from here)."""
+widgets and in the benchmarks, and the small GPT of notebook 14 (one definition each, imported
+from here)."""
 from .conv import Conv2D, MaxPool2D
 from .errors import ConfigError
 from .layers import GELU, Dense, Dropout, Flatten, LeakyReLU, ReLU, Sigmoid, Tanh
 from .net import Net
+from .norm import LayerNorm
+from .sequence import Embedding, MultiHeadAttention, PositionalEmbedding, Residual
 
 ACTIVATIONS = {"relu": ReLU, "tanh": Tanh, "sigmoid": Sigmoid, "leaky_relu": LeakyReLU,
                "gelu": GELU}
@@ -41,3 +44,22 @@ def build_cnn():
                 Flatten(), Dropout(0.25),
                 Dense(128, init="he_normal"), ReLU(), Dropout(0.5),
                 Dense(10)])
+
+
+def build_gpt(vocab_size, context, dim=64, heads=4, layers=2, dtype=None):
+    """A small GPT (decoder-only transformer) over ``vocab_size`` tokens that reads up to
+    ``context`` of them: token embedding + learned positions, ``layers`` transformer blocks
+    (pre-LayerNorm causal self-attention with ``heads`` heads, then a 4·dim GELU MLP, each
+    inside a Residual), a final LayerNorm and a Dense to the vocabulary's logits. Ids (B, T)
+    in, logits (B, T, vocab_size) out. ``dtype`` (float32 unless given) is the embedding's;
+    every later layer takes it from its input."""
+    return Net([Embedding(vocab_size, dim, dtype=dtype), PositionalEmbedding(context),
+                *(block for _ in range(layers) for block in transformer_block(dim, heads)),
+                LayerNorm(), Dense(vocab_size)])
+
+
+def transformer_block(dim, heads):
+    """One block of a GPT: attention, then a position-wise MLP, each a residual correction
+    with a LayerNorm in front (the pre-norm arrangement of GPT-2)."""
+    return [Residual(Net([LayerNorm(), MultiHeadAttention(heads, causal=True)])),
+            Residual(Net([LayerNorm(), Dense(4 * dim), GELU(), Dense(dim)]))]

@@ -1,10 +1,14 @@
-"""Normalisation layers: BatchNorm.
+"""Normalisation layers: BatchNorm and LayerNorm.
 
 Batch normalisation standardises each channel with the statistics of the batch in training and
 with running averages of them at inference. Its running averages are part of the model but never
 trained: they live in ``layer.state`` (like Keras' non-trainable weights or PyTorch's buffers),
 apart from ``params``, so optimizers never touch them, while saving, loading and rolling back a
 model carry them along.
+
+Layer normalisation standardises each sample (each position of a sequence) over its own features
+instead: no batch statistics, so training and inference compute the same thing and a batch of
+one is fine. Transformers use it.
 """
 import numpy as np
 
@@ -123,3 +127,64 @@ class BatchNorm(Layer):
 
     def config(self):
         return {"momentum": self.momentum, "eps": self.eps}
+
+
+class LayerNorm(Layer):
+    """Layer normalisation over the last (feature) axis, for (N, D) features or (B, T, D)
+    sequences: each row of D numbers is standardised with its own mean and variance,
+
+        μ = mean(x),  σ² = mean((x − μ)²),  x̂ = (x − μ) / √(σ² + eps),  y = γ·x̂ + β,
+
+    with γ (ones) and β (zeros) of shape (D,), created on the first forward from the input's
+    width and dtype. Training and inference are the same computation.
+
+    Backward, per row, with G = dL/dy and g = γ·G = dL/dx̂:
+        dL/dγ = Σ_rows G·x̂      dL/dβ = Σ_rows G
+        dL/dx = 1/√(σ² + eps) · (g − mean(g) − x̂·mean(g·x̂))
+    The last formula is BatchNorm's, with the means taken over a row's D features instead of
+    over the batch: x̂ does not change when a row is shifted (the mean(g) term) or scaled (the
+    x̂·mean(g·x̂) term), so those two directions of g are removed."""
+
+    def __init__(self, eps=1e-5):
+        super().__init__()
+        if not eps > 0:
+            raise ConfigError(f"LayerNorm: eps must be > 0, got {eps!r}")
+        self.eps = float(eps)
+
+    def build(self, features, dtype):
+        self.params = {"gamma": np.ones(features, dtype), "beta": np.zeros(features, dtype)}
+        self.make_grads()
+
+    def forward(self, x, training=True):
+        check_float_input(x, self)
+        if x.ndim < 2:
+            raise ShapeError(f"{self!r}: expected input (batch, features) or (batch, time, "
+                             f"features), got shape {x.shape}")
+        if "gamma" not in self.params:
+            self.build(x.shape[-1], x.dtype)
+        gamma = self.params["gamma"]
+        if x.shape[-1] != len(gamma) or x.dtype != gamma.dtype:
+            raise ShapeError(f"{self!r}: expected {len(gamma)} features (last axis) of dtype "
+                             f"{gamma.dtype}, got shape {x.shape} of dtype {x.dtype}")
+        mean = x.mean(axis=-1, keepdims=True)
+        var = x.var(axis=-1, keepdims=True)
+        inv_std = 1.0 / np.sqrt(var + x.dtype.type(self.eps))
+        x_hat = (x - mean) * inv_std
+        if training:
+            self.save_for_backward(x_hat, inv_std)
+        return x_hat * gamma + self.params["beta"]
+
+    def backward(self, grad, input_grad=True):
+        """Fill ``grads`` (dL/dγ, dL/dβ) and return dL/dx (``None`` when ``input_grad=False``)."""
+        x_hat, inv_std = self.saved_tensors
+        rows = tuple(range(grad.ndim - 1))
+        self.grads["gamma"][...] = (grad * x_hat).sum(axis=rows)
+        self.grads["beta"][...] = grad.sum(axis=rows)
+        if not input_grad:
+            return None
+        g = grad * self.params["gamma"]
+        return inv_std * (g - g.mean(axis=-1, keepdims=True)
+                          - x_hat * (g * x_hat).mean(axis=-1, keepdims=True))
+
+    def config(self):
+        return {"eps": self.eps}

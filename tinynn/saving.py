@@ -4,11 +4,15 @@ The file holds
     format_version      3
     tinynn_version      the tinynn that wrote it, e.g. "0.1.0"
     architecture        JSON: per layer, its type, settings, dtype and the shapes of its
-                        params and state (``Net.architecture()``)
-    param.<i>.<name>    every parameter of layer i (``Net.state_dict()`` names)
+                        params and state (``Net.architecture()``); a nested Net as its type
+                        and its list of layers, a Residual as its type and its block
+    param.<i>.<name>    every parameter of layer i (``Net.state_dict()`` names); a layer
+                        inside a nested net has the path of indices as i ("2.1")
     state.<i>.<name>    every state array of layer i (BatchNorm's running statistics)
 Every older file still loads: version 2 lacks tinynn_version and the dtypes; version 1 also
-lacks the state, so it loads only into a net whose layers keep none.
+lacks the state, so it loads only into a net whose layers keep none. Nesting (a GPT's blocks)
+needed no new version: a flat net's file is exactly what it was, and only a net with nested
+blocks writes the nested descriptions, which no older tinynn could have built anyway.
 
 Which file fits which net: the same number of layers, each of the same type, with params and
 state of the same shapes (an unbuilt net takes its shapes from the file), and the same
@@ -36,7 +40,7 @@ import numpy as np
 from . import __version__
 from .errors import ConfigError, DataError
 from .files import atomic_write
-from .net import layer_state
+from .net import join_path, leaf_layers, layer_state
 
 FORMAT_VERSION = 3
 READABLE_VERSIONS = (1, 2, 3)
@@ -81,8 +85,10 @@ def load(model, path):
                         f"{', '.join(map(str, READABLE_VERSIONS[:-1]))} and "
                         f"{READABLE_VERSIONS[-1]}; hint: upgrade tinynn")
     _check_architecture(path, saved, model.net)
-    per_layer = [_arrays(path, data, i, desc) for i, desc in enumerate(saved)]
-    _adopt(path, model.net.layers, per_layer)
+    leaves = list(leaf_layers(model.net))
+    per_layer = [_arrays(path, data, where, desc)
+                 for where, desc in _leaf_descriptions({"type": "Net", "layers": saved})]
+    _adopt(path, leaves, per_layer)
     model.optimizer.reset()
     return model
 
@@ -93,15 +99,44 @@ def _read(path):
             data = {key: f[key] for key in f.files}
         version = int(data["format_version"])
         saved = json.loads(str(data["architecture"]))
-        if not (isinstance(saved, list) and all(
-                isinstance(d, dict) and isinstance(d.get("type"), str)
-                and isinstance(d.get("params"), dict)
-                and isinstance(d.get("state", {}), dict) for d in saved)):
+        if not (isinstance(saved, list) and all(map(_well_formed, saved))):
             raise ValueError("its architecture description is malformed")
     except Exception as e:
         raise DataError(f"Model.load: {path} is not a readable tinynn model file ({e}); "
                         "was it written by Model.save?") from e
     return data, version, saved
+
+
+def _well_formed(desc):
+    """A layer's description: a dict with a type and either params (and state) of its own,
+    the layers of a nested Net, or the block of a Residual."""
+    if not (isinstance(desc, dict) and isinstance(desc.get("type"), str)):
+        return False
+    if isinstance(desc.get("layers"), list):
+        return all(map(_well_formed, desc["layers"]))
+    if "block" in desc:
+        return _well_formed(desc["block"])
+    return isinstance(desc.get("params"), dict) and isinstance(desc.get("state", {}), dict)
+
+
+def _children(desc):
+    """[(path step, description)] of a container's description (as ``sublayers()`` names
+    them), None for a layer that is no container."""
+    if isinstance(desc.get("layers"), list):
+        return [(str(i), d) for i, d in enumerate(desc["layers"])]
+    if "block" in desc:
+        return [("", desc["block"])]
+    return None
+
+
+def _leaf_descriptions(desc, where=""):
+    """(path, description) of every layer that is no container, in ``leaf_layers`` order."""
+    children = _children(desc)
+    if children is None:
+        yield where, desc
+        return
+    for step, child in children:
+        yield from _leaf_descriptions(child, join_path(where, step))
 
 
 def _check_architecture(path, saved, net):
@@ -112,13 +147,25 @@ def _check_architecture(path, saved, net):
 
 
 def _architecture_difference(saved, net):
-    current = net.architecture()
-    if len(saved) != len(current):
-        return f"the file has {len(saved)} layers, this net has {len(current)}"
-    for i, (in_file, here, layer) in enumerate(zip(saved, current, net.layers)):
+    return _difference({"type": "Net", "layers": saved},
+                       {"type": "Net", "layers": net.architecture()}, net, "")
+
+
+def _difference(in_file, here, layer, where):
+    """How the description ``in_file`` differs from ``here`` (of ``layer``, at path
+    ``where``), or None; a container is compared layer by layer inside."""
+    children = _children(here)
+    if in_file["type"] != here["type"] or children is None:
         difference = _layer_difference(in_file, here, layer)
+        return difference and f"layer {where} ({here['type']}): {difference}"
+    theirs = _children(in_file)
+    if len(theirs) != len(children):
+        inside = f"inside layer {where} ({here['type']}), " if where else ""
+        return f"{inside}the file has {len(theirs)} layers, this net has {len(children)}"
+    for (step, a), (_, b), (_, child) in zip(theirs, children, layer.sublayers()):
+        difference = _difference(a, b, child, join_path(where, step))
         if difference:
-            return f"layer {i} ({here['type']}): {difference}"
+            return difference
     return None
 
 
@@ -179,7 +226,8 @@ def _shapes(shapes):
 
 
 def _arrays(path, data, i, desc):
-    """Layer i's (params, state) from the file; DataError if an array is missing, has a shape
+    """The (params, state) of layer i (its path) from the file; DataError if an array is
+    missing, has a shape
     other than its description (or, for a parameter, a dtype other than the layer's, recorded
     since version 3), or holds non-float or non-finite values."""
     params, state = {}, {}
@@ -200,12 +248,12 @@ def _arrays(path, data, i, desc):
 
 
 def _adopt(path, layers, per_layer):
-    """Give every layer its arrays, as they are in the file (its dtype), all or nothing: a
-    layer that keeps state (after its parameters are loaded) must find exactly that state in
+    """Give every layer of ``layers`` ((path, layer) pairs, ``leaf_layers``) its arrays, as
+    they are in the file (its dtype), all or nothing: a layer that keeps state (after its parameters are loaded) must find exactly that state in
     the file."""
-    before = [(layer.params, layer.grads, layer_state(layer)) for layer in layers]
+    before = [(layer.params, layer.grads, layer_state(layer)) for _, layer in layers]
     try:
-        for i, (layer, (params, state)) in enumerate(zip(layers, per_layer)):
+        for (i, layer), (params, state) in zip(layers, per_layer):
             layer.load_params(params)
             if set(state) != set(layer_state(layer)):
                 missing = sorted(set(layer_state(layer)) - set(state)) or "none"
@@ -216,6 +264,6 @@ def _adopt(path, layers, per_layer):
             if state:
                 layer.load_state(state)
     except BaseException:
-        for layer, (params, grads, state) in zip(layers, before):
+        for (_, layer), (params, grads, state) in zip(layers, before):
             layer.params, layer.grads, layer.state = params, grads, state
         raise
