@@ -195,7 +195,7 @@ def gradcheck_net(net, loss, x, y, h=1e-6, samples=None, tolerance=1e-6, seed=0)
         where = worst.rsplit(".", 1)[0]
         verdict = (f"the gradients of {', '.join(bad)} do not match finite differences "
                    f"(worst {worst}: relative error {errors[worst]:.2g}, tolerance {tolerance:g}): "
-                   f"the backward of layer {where} ({type(leaves[where]).__name__}) is wrong")
+                   f"the backward of layer {where} ({type(dict(leaf_layers(net64))[where]).__name__}) is wrong")
     return Report("gradient check of the net", ok, verdict, errors=errors, worst=worst,
                   loss=float(value))
 
@@ -214,7 +214,7 @@ def _parameter_errors(net, f, h, samples, picker):
             chosen = (np.arange(param.size) if samples is None or samples >= param.size
                       else np.sort(picker.choice(param.size, samples, replace=False)))
             numeric = numerical_gradient(f, param, h, indices=chosen)
-            errors[f"{i}.{name}"] = relative_error(analytic.reshape(-1)[chosen],
+            errors[f"{where}.{name}"] = relative_error(analytic.reshape(-1)[chosen],
                                                    numeric.reshape(-1)[chosen])
     return errors
 
