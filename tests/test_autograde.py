@@ -1,7 +1,7 @@
 """Tests for tinynn.course.autograde (``python -m tinynn grade``) on a small synthetic course.
 
 The course notebook has two autograded exercises and one written answer, with nbgrader metadata
-as in the grading contract (DESIGN.md §5); its hidden tests display the contract's verdict (an
+as in the grading contract (docs/DESIGN.md §5); its hidden tests display the contract's verdict (an
 inline emitter, so these tests do not depend on tinynn.course.grading) and raise when they fail.
 Like a committed course notebook it is stored *executed*: its test cells hold passing verdicts,
 which must never be read for a student. The submissions cover the ways a notebook goes wrong;

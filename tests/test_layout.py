@@ -164,3 +164,22 @@ def test_pytorch_is_a_test_only_requirement():
     student = (root / "requirements.txt").read_text().splitlines() + project()["dependencies"] \
         + [r for extra in project().get("optional-dependencies", {}).values() for r in extra]
     assert "torch" not in requirement_names(student)
+
+
+def test_readme_and_the_design_doc_name_every_framework_module_and_course_package():
+    """The README's file table and docs/DESIGN.md match the tree: each module of tinynn/ is named
+    in both, each package of tinynn/course/ too, and every "DESIGN §N" the code cites exists."""
+    root = Path(__file__).resolve().parent.parent
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    design = (root / "docs" / "DESIGN.md").read_text(encoding="utf-8")
+    modules = [p.stem for p in (root / "tinynn").glob("*.py") if not p.stem.startswith("__")]
+    assert [m for m in modules if f"{m}.py" not in readme] == []
+    assert [m for m in modules if not re.search(rf"\b{m}\b", design)] == []
+    packages = [p.name for p in (root / "tinynn" / "course").iterdir()
+                if (p / "__init__.py").exists()]
+    assert [p for p in packages if f"{p}/" not in readme or f"{p}/" not in design] == []
+    sections = set(re.findall(r"^## (\d+)\.", design, re.MULTILINE))
+    cited = set()
+    for path in [*root.glob("tinynn/**/*.py"), *root.glob("tests/**/*.py"), root / ".ci" / "run"]:
+        cited |= set(re.findall(r"DESIGN(?:\.md)? §(\d+)", path.read_text(encoding="utf-8")))
+    assert cited and cited <= sections

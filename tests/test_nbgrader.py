@@ -7,7 +7,7 @@
   bottom (each check says "not yet implemented", nothing else raises) and scores 0.
 * For the notebooks in ``ALSO_RIGHT_AND_WRONG``, autograde also tells two more submissions apart:
   the solution gets full marks, and one planted mistake loses exactly that exercise's point
-  (and ``python -m tinynn grade`` gives the same points, DESIGN §5). Written (Markdown) answers
+  (and ``python -m tinynn grade`` gives the same points, docs/DESIGN.md §5). Written (Markdown) answers
   are left for the teacher.
 
 Every autograde executes the whole notebook, so these are the slow tests. CI runs them with one
@@ -39,7 +39,7 @@ ROOT = Path(__file__).resolve().parent.parent
 ALSO_RIGHT_AND_WRONG = ("01", "02", "03", "11")  # a layer, two, a loss, autograd: 4 kinds
 if os.environ.get("TINYNN_AUTOGRADE_ALL"):  # all thirteen (about 8 more minutes of CPU)
     ALSO_RIGHT_AND_WRONG = tuple(f"{n:02d}" for n in range(13))
-AGREE_WITH_TINYNN_GRADE = ("02",)  # DESIGN §5: both graders give the same points
+AGREE_WITH_TINYNN_GRADE = ("02",)  # docs/DESIGN.md §5: both graders give the same points
 COURSE = sorted((ROOT / "notebooks").glob("*.ipynb"))
 CONFIG = ROOT / "notebooks" / "nbgrader_config.py"
 # nbgrader 0.9.6's own gradebook code triggers SQLAlchemy's autoflush warnings: not ours to fix

@@ -53,7 +53,7 @@ def test_shaped_like_a_lesson(path):
     assert nb["metadata"].get("kernelspec", {}).get("name") == "python3"
 
 
-# ------------------------------------------------------------------ portable outputs (DESIGN §6)
+# ------------------------------------------------------------------ portable outputs (docs/DESIGN.md §6)
 MARKER = "# NBVAL_IGNORE_OUTPUT"
 # Output that is volatile by nature and teaches no number: it may leave the comparison unchecked.
 UNCHECKED_REASONS = ("download bar", "timings", "widget view")

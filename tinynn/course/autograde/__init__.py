@@ -21,7 +21,7 @@ Each notebook runs in a fresh kernel (nbclient, errors allowed, a per-cell timeo
 working folder, several at once; a kernel is shut down (its whole process group killed) when its
 notebook ends, times out, kills its kernel, or when the grader is interrupted with Ctrl-C.
 
-**What counts.** Only the structured verdict of the contract (DESIGN.md §5, tinynn.course.grading):
+**What counts.** Only the structured verdict of the contract (docs/DESIGN.md §5, tinynn.course.grading):
 in each test cell, the last ``application/vnd.tinynn.verdict+json`` display whose ``exercise`` is
 the cell's grade_id. A passed verdict earns the cell's points as the *course* notebook states them
 (``metadata.nbgrader.points``); a failed one earns 0. Printed ✔ lines are never read.
