@@ -12,7 +12,7 @@ The core imports numpy only; the course tooling (tinynn.course: plots, widgets, 
 __version__ = "0.1.0"
 
 from . import (autograd, data, datasets, diagnostics, download, functional, initializers, layers,
-               lr_finder, metrics, optimizers, schedules, sequence)
+               lr_finder, metrics, names, optimizers, schedules, sequence)
 from .autograd import Tensor
 from .batches import BatchIterator
 from .callbacks import AverageWeights, Callback, EarlyStopping
