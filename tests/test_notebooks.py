@@ -54,7 +54,7 @@ def test_shaped_like_a_lesson(path):
 
 
 # ------------------------------------------------------------------ portable outputs (docs/DESIGN.md §6)
-MARKER = "# NBVAL_IGNORE_OUTPUT"
+IGNORE = "nbval-ignore-output"  # nbval's cell tag: the student never reads test plumbing
 # Output that is volatile by nature and teaches no number: it may leave the comparison unchecked.
 UNCHECKED_REASONS = ("download bar", "timings", "widget view")
 
@@ -62,35 +62,33 @@ UNCHECKED_REASONS = ("download bar", "timings", "widget view")
 def ignored_cells(path):
     cells = code_cells(path)
     for i, cell in enumerate(cells):
-        lines = "".join(cell["source"]).splitlines()
-        if lines and lines[0] == MARKER:
-            yield lines, cells[i + 1] if i + 1 < len(cells) else None
+        if IGNORE in cell["metadata"].get("tags", []):
+            yield cell, cells[i + 1] if i + 1 < len(cells) else None
 
 
 @pytest.mark.parametrize("path", COURSE, ids=lambda p: p.name)
-def test_nbval_markers_are_spelled_exactly(path):
-    """nbval honours a marker only on a line of its own: '# NBVAL_IGNORE_OUTPUT (why)' is
-    silently compared after all."""
+def test_no_test_plumbing_in_the_cells_a_student_reads(path):
+    """nbval's markers are cell tags (nbval-ignore-output, nbval-skip, raises-exception), never
+    '# NBVAL_...' comment lines in the code a student reads."""
     for cell in code_cells(path):
-        for line in "".join(cell["source"]).splitlines():
-            if "NBVAL_" in line:
-                assert line.strip() in ("# NBVAL_IGNORE_OUTPUT", "# NBVAL_SKIP", "# NBVAL_RAISES_EXCEPTION"), (
-                    f"{path.name}: {line.strip()!r} — put the marker alone on its line, the reason on the next")
+        assert "NBVAL" not in "".join(cell["source"]), (
+            f"{path.name}: {''.join(cell['source'])[:60]!r}: use the cell tag, not a comment")
 
 
 @pytest.mark.parametrize("path", COURSE, ids=lambda p: p.name)
 def test_every_ignored_output_is_explained_and_checked(path):
-    """A cell whose output leaves the exact comparison says why on its second line; unless the
-    output is volatile by nature (a download bar, timings, a widget view), the next cell checks
-    what it teaches with expect(...), in a compared cell, so a false lesson still fails the test."""
-    for lines, following in ignored_cells(path):
-        reason = lines[1] if len(lines) > 1 else ""
-        assert reason.startswith("# (") and reason.endswith(")"), (
-            f"{path.name}: ignored cell {lines[2:3]} does not say why on its second line")
+    """A cell whose output leaves the exact comparison says why in its metadata ('volatile');
+    unless the output is volatile by nature (a download bar, timings, a widget view), the next
+    cell checks what it teaches with expect(...), in a compared cell, so a false lesson still
+    fails the test."""
+    for cell, following in ignored_cells(path):
+        first = "".join(cell["source"]).splitlines()[:1]
+        reason = cell["metadata"].get("volatile", "")
+        assert reason, f"{path.name}: ignored cell {first} does not say why (metadata 'volatile')"
         if "checked below" in reason:
             source = "".join(following["source"]) if following else ""
-            assert "expect(" in source and MARKER not in source, (
-                f"{path.name}: ignored cell {lines[2:3]} promises a check below, but the next cell "
+            assert "expect(" in source and IGNORE not in following["metadata"].get("tags", []), (
+                f"{path.name}: ignored cell {first} promises a check below, but the next cell "
                 f"has no expect(...) that nbval compares")
         else:
             assert any(kind in reason for kind in UNCHECKED_REASONS), (
