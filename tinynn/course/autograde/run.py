@@ -20,11 +20,13 @@ from .static_checks import static_notes
 
 VERDICT = "application/vnd.tinynn.verdict+json"
 BLAS_THREADS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+SKIP_TAG = "nbval-skip"  # a cell the course's notebook tests (nbval) do not run
 EVALUE_CHARS = 200  # an exception's message is cut to this length in the notes
 
 
 async def execute(nb, timeout, env):
-    """Run ``nb`` in place in a fresh kernel, in a temporary working folder, errors allowed.
+    """Run ``nb`` in place in a fresh kernel, in a temporary working folder, errors allowed,
+    cells tagged ``nbval-skip`` left out.
     Returns ``None``, or ``(what, cell index)`` for the cell that stopped the run: "timeout"
     (no reply within ``timeout`` s) or "kernel died". The kernel is always shut down."""
     from nbclient import NotebookClient
@@ -40,6 +42,8 @@ async def execute(nb, timeout, env):
                                                 stderr=subprocess.DEVNULL)
             await client.async_start_new_kernel_client()
             for index, cell in enumerate(nb.cells):
+                if SKIP_TAG in cell.metadata.get("tags", []):
+                    continue  # what the notebook tests skip, the grading skips too
                 try:
                     await client.async_execute_cell(
                         cell, index, execution_count=client.code_cells_executed + 1)
