@@ -101,8 +101,10 @@ def train_gpt(args):
     print(f"held-out NLL per character ({len(val_names)} validation names): gpt "
           f"{tn.names.held_out_nll(model, x_val, y_val):.4f}, bigram count table "
           f"{tn.names.bigram_nll(train_names, val_names, vocab):.4f}")
-    ids = tn.sample(model, np.zeros((GPT["samples"], 1), np.int64), 2 * GPT["context"], stop=0)
-    print("samples: " + ", ".join(vocab.decode(row[1:]).split(".")[0] for row in ids))
+    # start from a full window of '.': training saw every name begin after 16 of them
+    start = np.zeros((GPT["samples"], GPT["context"]), np.int64)
+    ids = tn.sample(model, start, GPT["context"], stop=0)
+    print("samples: " + ", ".join(vocab.decode(row[GPT["context"]:]).split(".")[0] for row in ids))
     return 0
 
 
