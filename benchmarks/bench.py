@@ -1,6 +1,7 @@
 #!/usr/bin/env python
 """tinynn against PyTorch CPU on MNIST-shaped data: seconds per epoch, GEMM floor, per-step
-overhead and import time. Writes a markdown table to benchmarks/RESULTS.md.
+overhead and import time; and a training step of notebook 14's GPT. Writes a markdown table to
+benchmarks/RESULTS.md.
 
     python benchmarks/bench.py                          # full run, a few minutes per model
     python benchmarks/bench.py --models mlp --repeats 5
@@ -21,6 +22,12 @@ How it measures, and why:
 - The GEMM floor is the time plain numpy takes for just the matrix products an epoch needs
   (forward, weight gradient, and the input gradient of every layer but the first), with
   preallocated operands. "Within 3x of the floor" compares an epoch with it.
+- GPT (issue 24): notebook 14's model (tinynn.models.build_gpt(27, 16, dim=64, heads=4,
+  layers=2)), batch 32, context 16, Adam, on synthetic token ids; each run times a few stretches
+  of --gpt-steps steps and keeps the fastest; the table gives milliseconds per step. PyTorch runs
+  the same architecture written as usual (nanoGPT's way: one fused q/k/v Linear,
+  F.scaled_dot_product_attention with is_causal=True, nn.LayerNorm, GELU with the tanh
+  approximation).
 - Per-step overhead: time per step at batch 32 and 512; fitting t(b) = overhead + b·per_sample
   through the two points gives the fixed cost of one step, whatever the batch.
 - Input checks (issue 8): fit validates its arguments once per call (shapes, dtypes, NaN/inf,
@@ -51,8 +58,12 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="tiny sizes and one repeat (smoke test)")
     p.add_argument("--repeats", type=int, default=None, help="A/B pairs per measurement (default 3)")
-    p.add_argument("--models", default="mlp,cnn", help="comma-separated: mlp,cnn (default both)")
-    p.add_argument("--samples", type=int, default=None, help="samples per epoch (default 60000)")
+    p.add_argument("--models", default="mlp,cnn,gpt",
+                   help="comma-separated: mlp,cnn,gpt (default all three)")
+    p.add_argument("--samples", type=int, default=None,
+                   help="MNIST samples per epoch (default 60000)")
+    p.add_argument("--gpt-steps", type=int, default=None,
+                   help="GPT steps per timed run (default 200)")
     p.add_argument("--no-torch", dest="torch", action="store_false",
                    help="skip PyTorch even if it is installed")
     p.add_argument("--wait-quiet", type=float, default=0, metavar="SECONDS",
@@ -69,12 +80,14 @@ def main(argv=None):
     if args.worker:
         return worker(json.loads(args.worker))
     args.models = [m.strip() for m in args.models.split(",") if m.strip()]
-    if unknown := set(args.models) - {"mlp", "cnn"}:
-        p.error(f"unknown model(s) {sorted(unknown)}; choose from mlp, cnn")
+    unknown = set(args.models) - {"mlp", "cnn", "gpt"}
+    if unknown:
+        p.error(f"unknown model(s) {sorted(unknown)}; choose from mlp, cnn, gpt")
     args.repeats = args.repeats or (1 if args.quick else 3)
     # epochs per run, the fastest counts: other jobs only ever add time
-    args.epochs = {"mlp": 1, "cnn": 1} if args.quick else {"mlp": 3, "cnn": 2}
+    args.epochs = {"mlp": 1, "cnn": 1, "gpt": 1} if args.quick else {"mlp": 3, "cnn": 2, "gpt": 3}
     args.samples = args.samples or (256 if args.quick else 60000)
+    args.gpt_steps = args.gpt_steps or (2 if args.quick else 200)
     args.step_samples = 512 if args.quick else 16384
     args.import_repeats = 1 if args.quick else 7
     if args.torch and not torch_available():

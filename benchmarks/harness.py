@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from workloads import MARK, OPENBLAS_VARS
+from workloads import GPT_BATCH, MARK, OPENBLAS_VARS
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = Path(__file__).resolve().with_name("bench.py")  # the script the workers run
@@ -130,13 +130,17 @@ def job_groups(args, framework, repeat, fast_paths):
     """The measurements of one repeat, in groups; each group runs in one fresh process.
     Full runs give every epoch its own process; --quick batches everything into one.
     ``fast_paths``: per model, the fast-path classes it uses (each gets a textbook epoch)."""
-    def job(kind, model="mlp", n=args.samples, batch=128, **extra):
+    def job(kind, model="mlp", n=None, batch=None, **extra):
+        gpt = model == "gpt"  # an "epoch" of the GPT: --gpt-steps steps of batch 32
+        batch = batch or (GPT_BATCH if gpt else 128)
+        n = n or (args.gpt_steps * batch if gpt else args.samples)
         return {"framework": framework, "kind": kind, "model": model, "n": n, "batch": batch,
                 "seed": repeat, "epochs": args.epochs[model], "threads": args.threads, **extra}
     groups = [[job("facts")]] if repeat == 0 else []
     for model in args.models:
         groups.append([job("epoch", model)])
-        groups.append([job("gemm", model)] if framework == "tinynn" else [])  # numpy only
+        if model != "gpt":  # the GEMM floor is worked out for Dense and Conv2D nets only
+            groups.append([job("gemm", model)] if framework == "tinynn" else [])  # numpy only
         for cls in fast_paths.get(model, []):  # tinynn only, right after the all-fast epoch
             groups.append([job("textbook", model, textbook=cls)] if framework == "tinynn" else [])
     groups.append([job("steps", n=args.step_samples, batch=b) for b in (32, 512)])

@@ -29,9 +29,10 @@ def report(data, args, command):
     has_torch = "PyTorch" in runners
     lines = (header_lines(data, args, command) + machine_lines(data, args)
              + epoch_lines(data, args, runners, tinynn_names, has_torch)
+             + gpt_lines(data, args, runners, tinynn_names, has_torch)
              + gemm_lines(data, has_torch) + step_lines(data, args) + input_check_lines(data)
              + fast_path_lines(data, tinynn_names) + import_lines(data, args)
-             + ["", "## Targets (issue 7)", ""] + targets(data, has_torch))
+             + ["", "## Targets (issues 7 and 24)", ""] + targets(data, has_torch))
     return "\n".join(lines) + "\n"
 
 
@@ -91,6 +92,8 @@ def epoch_lines(data, args, runners, tinynn_names, has_torch):
         sep += "---|---|" * len(tinynn_names)
     lines += [header + " |", sep]
     for model, per_runner in data["epochs"].items():
+        if model == "gpt":  # its own section, per step
+            continue
         row = [model] + [fmt(med(per_runner.get(n, []))) + _error(per_runner.get(n, []))
                          for n in runners]
         if has_torch:
@@ -100,6 +103,37 @@ def epoch_lines(data, args, runners, tinynn_names, has_torch):
                         ", ".join(f"{r:.2f}" for r in ratios) or "–"]
         lines.append("| " + " | ".join(row) + " |")
     return lines
+
+
+def gpt_lines(data, args, runners, tinynn_names, has_torch):
+    """Milliseconds per training step of notebook 14's GPT, and tinynn / PyTorch per A/B pair."""
+    per_runner = data["epochs"].get("gpt")
+    if per_runner is None:
+        return []
+    lines = ["", "## GPT training step (issue 24: notebook 14's model, batch 32, context 16, Adam)",
+             "", "build_gpt(27, 16, dim=64, heads=4, layers=2), 104k parameters, on synthetic "
+             f"token ids. Each run: the fastest of {args.epochs['gpt']} stretches of "
+             f"{args.gpt_steps} steps in a fresh process (fit with its per-batch loss and "
+             "accuracy bookkeeping; PyTorch: the usual loop, nanoGPT's fused q/k/v and "
+             "F.scaled_dot_product_attention); the table shows the median over runs.", "",
+             "| model | " + " | ".join(f"{n} ms/step" for n in runners)
+             + (" | " + " | ".join(f"{n} / PyTorch (median of pairs) | pairs"
+                                   for n in tinynn_names) if has_torch else "") + " |",
+             "|---|" + "---|" * len(runners) + ("---|---|" * len(tinynn_names) if has_torch else "")]
+    row = ["gpt"] + [fmt(_per_step(per_runner.get(n, [])), ".2f") + _error(per_runner.get(n, []))
+                     for n in runners]
+    if has_torch:
+        for n in tinynn_names:
+            ratios = pair_ratios(per_runner.get(n, []), per_runner.get("PyTorch", []))
+            row += [f"**{fmt(statistics.median(ratios) if ratios else None, '.2f')}**",
+                    ", ".join(f"{r:.2f}" for r in ratios) or "–"]
+    return lines + ["| " + " | ".join(row) + " |"]
+
+
+def _per_step(runs):
+    """Median milliseconds per step of runs that report seconds and steps."""
+    values = [1e3 * r["seconds"] / r["steps"] for r in runs if "seconds" in r and "steps" in r]
+    return statistics.median(values) if values else None
 
 
 def gemm_lines(data, has_torch):
@@ -218,7 +252,8 @@ def fast_path_lines(data, tinynn_names):
                          f"{saved} | {', '.join(f'{r:.2f}' for r in ratios) or '–'} |")
     note = ("Each class alone runs its textbook code (`fast = False`), everything else stays "
             "fast; saved share = 1 − fast / textbook, median over the pairs (each textbook epoch "
-            "runs right after an all-fast one).")
+            "runs right after an all-fast one). The gpt's \"epoch\" is one timed stretch of "
+            "its steps (see the GPT section).")
     if "error" in found:
         note += f" Fast-path classes could not be listed: {found['error']}."
     elif not found.get("classes"):
@@ -269,6 +304,11 @@ def targets(data, has_torch):
           f"per-step time at batch 32 no worse than PyTorch's: tinynn "
           f"{fmt(steps['tinynn'] and steps['tinynn'] * 1e6, '.0f')} µs vs PyTorch "
           f"{fmt(steps['PyTorch'] and steps['PyTorch'] * 1e6, '.0f')} µs")
+    gpt = data["epochs"].get("gpt", {})
+    ratios = pair_ratios(gpt.get("tinynn", []), gpt.get("PyTorch", [])) if has_torch else []
+    r = statistics.median(ratios) if ratios else None
+    check(None if r is None else r <= 1.5,
+          f"GPT training step tinynn/PyTorch ≤ 1.5 (issue 24): {fmt(r, '.2f')}")
     imp = data["imports"]["tinynn"]["tinynn"]
     check(imp["seconds"] < 0.3 and not {"matplotlib", "ipywidgets"} & set(imp["heavy"]),
           f"`import tinynn` < 0.3 s without matplotlib/ipywidgets: {imp['seconds']:.3f} s, "

@@ -15,13 +15,20 @@ from pathlib import Path
 
 MARK = "BENCH-RESULT "  # the line of a worker's output that holds its results
 OPENBLAS_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+# notebook 14's GPT (issue 24): 27 characters, context 16, width 64, 4 heads, 2 blocks, batch 32
+GPT = {"vocab_size": 27, "context": 16, "dim": 64, "heads": 4, "layers": 2}
+GPT_BATCH = 32
 
 
 def make_data(n, model, seed=0):
     """Seeded synthetic MNIST: (n, 784) float32 in [0, 1) — or (n, 28, 28, 1) for the CNN —
-    and int64 labels 0–9. Speed does not depend on what the pixels show."""
+    and int64 labels 0–9; for the GPT, token ids (n, context) and their targets (n, context).
+    Speed does not depend on what the pixels (or characters) are."""
     import numpy as np
     rng = np.random.default_rng(seed)
+    if model == "gpt":
+        shape = (n, GPT["context"])
+        return rng.integers(0, GPT["vocab_size"], shape), rng.integers(0, GPT["vocab_size"], shape)
     x = rng.random((n, 784), dtype=np.float32)
     y = rng.integers(0, 10, n)
     return (x.reshape(n, 28, 28, 1) if model == "cnn" else x), y
@@ -32,8 +39,10 @@ def build_tinynn(model):
     conv 3×3×16 → max-pool 2 → ReLU → conv 3×3×32 → max-pool 2 → ReLU → dense 10 ('same'
     padding; pooling before ReLU computes the same function on 4× fewer numbers)."""
     import tinynn as tn
-    from tinynn.models import build_mlp
-    if model == "mlp":
+    from tinynn.models import build_gpt, build_mlp
+    if model == "gpt":
+        net = build_gpt(**GPT)
+    elif model == "mlp":
         net = build_mlp()
     else:
         from tinynn.conv import Conv2D, MaxPool2D
@@ -183,8 +192,9 @@ def resolve(qualified):
 
 
 def model_objects(model):
-    """What a training step runs: the layers, the loss and the optimizer."""
-    return [*model.net.layers, model.loss, model.optimizer]
+    """What a training step runs: the layers (inside nested nets too), the loss, the optimizer."""
+    from tinynn.net import leaf_layers
+    return [*(layer for _, layer in leaf_layers(model.net)), model.loss, model.optimizer]
 
 
 def run_fast_classes(job):
@@ -231,7 +241,9 @@ def run_tinynn_model(job):
     elif job["kind"] == "epoch":
         result["seconds"], result["fit_seconds"] = tinynn_epoch(model, x, y, batch, job["seed"],
                                                                 job["epochs"])
-        result.update(input_checks(model, x, y, batch))
+        result["steps"] = math.ceil(n / batch)
+        if model_name != "gpt":  # issue 8's table: the MNIST models
+            result.update(input_checks(model, x, y, batch))
     elif job["kind"] == "steps":
         seconds, _ = tinynn_epoch(model, x, y, batch, job["seed"], job["epochs"])
         result.update(seconds=seconds, steps=math.ceil(n / batch))
@@ -277,6 +289,51 @@ def _pair(value):
     return tuple(value) if isinstance(value, list) else value
 
 
+def build_torch_gpt(vocab_size, context, dim, heads, layers):
+    """Notebook 14's GPT written the usual PyTorch way (nanoGPT's): token embedding + learned
+    positions, pre-LayerNorm blocks of causal self-attention (one fused q/k/v Linear,
+    F.scaled_dot_product_attention) and a 4·dim GELU (tanh) MLP, a final LayerNorm and a Linear
+    to the logits (batch, time, vocab_size)."""
+    import torch
+    import torch.nn as nn
+    import torch.nn.functional as F
+
+    class Block(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.ln1, self.ln2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
+            self.qkv, self.proj = nn.Linear(dim, 3 * dim), nn.Linear(dim, dim)
+            self.fc, self.out = nn.Linear(dim, 4 * dim), nn.Linear(4 * dim, dim)
+
+        def forward(self, x):
+            b, t, d = x.shape
+            q, k, v = (z.view(b, t, heads, d // heads).transpose(1, 2)
+                       for z in self.qkv(self.ln1(x)).split(d, dim=2))
+            a = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+            x = x + self.proj(a.transpose(1, 2).reshape(b, t, d))
+            return x + self.out(F.gelu(self.fc(self.ln2(x)), approximate="tanh"))
+
+    class GPT(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.tokens = nn.Embedding(vocab_size, dim)
+            self.positions = nn.Parameter(torch.randn(context, dim))
+            self.blocks = nn.Sequential(*(Block() for _ in range(layers)))
+            self.ln, self.head = nn.LayerNorm(dim), nn.Linear(dim, vocab_size)
+
+        def forward(self, ids):
+            h = self.tokens(ids) + self.positions[:ids.shape[1]]
+            return self.head(self.ln(self.blocks(h)))
+
+    return GPT()
+
+
+def sequence_cross_entropy(logits, target):
+    """Cross-entropy over (batch, time, classes) logits, the mean over every position."""
+    import torch.nn.functional as F
+    return F.cross_entropy(logits.flatten(0, -2), target.flatten())
+
+
 def torch_epoch(net, opt, loss_fn, x, y, batch, seed):
     """One epoch of the usual PyTorch loop, with the same loss/accuracy bookkeeping as fit."""
     import torch
@@ -293,7 +350,7 @@ def torch_epoch(net, opt, loss_fn, x, y, batch, seed):
         loss.backward()
         opt.step()
         total += loss.item() * len(idx)
-        correct += (out.argmax(1) == yb).sum().item()
+        correct += (out.argmax(-1) == yb).sum().item()
     return time.perf_counter() - start
 
 
@@ -302,15 +359,17 @@ def run_torch(job):
     torch.set_num_threads(job["threads"])
     model_name, n, batch = job["model"], job["n"], job["batch"]
     x_np, y_np = make_data(n, model_name)
-    tinynn_model = build_tinynn(model_name)
-    tinynn_model.predict(x_np[:1])  # builds the lazy layers, so the architecture has shapes
     torch.manual_seed(0)
-    net = build_torch(tinynn_model.net)
+    if model_name == "gpt":
+        net, loss_fn = build_torch_gpt(**GPT), sequence_cross_entropy
+    else:
+        tinynn_model = build_tinynn(model_name)
+        tinynn_model.predict(x_np[:1])  # builds the lazy layers, so the architecture has shapes
+        net, loss_fn = build_torch(tinynn_model.net), torch.nn.CrossEntropyLoss()
     if model_name == "cnn":
         x_np = x_np.transpose(0, 3, 1, 2)  # PyTorch convolutions are channels-first
     x, y = torch.from_numpy(x_np.copy()), torch.from_numpy(y_np)
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
-    loss_fn = torch.nn.CrossEntropyLoss()
     net.train()
     torch_epoch(net, opt, loss_fn, x[:2 * batch], y[:2 * batch], batch, 0)  # warm up
     seconds = min(torch_epoch(net, opt, loss_fn, x, y, batch, job["seed"] + e)

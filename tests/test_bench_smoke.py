@@ -49,4 +49,7 @@ def test_quick_benchmark_writes_the_results_table(tmp_path):
     (imports,) = [row for row in table_rows(text, "Import time") if row[0] == "tinynn"]
     assert imports[3].startswith("none")  # import tinynn pulls in no matplotlib, ipywidgets, ...
 
-    assert text.count("\n- ✔") + text.count("\n- ✘") + text.count("\n- (not measured)") == 5
+    (gpt,) = table_rows(text, "GPT training step")  # issue 24: notebook 14's GPT, ms per step
+    assert gpt[0] == "gpt"
+    float(gpt[1])
+    assert text.count("\n- ✔") + text.count("\n- ✘") + text.count("\n- (not measured)") == 6

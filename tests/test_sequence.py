@@ -304,3 +304,9 @@ def test_a_small_gpt_learns_a_sequence_only_attention_can_predict():
     model.fit(x, y, epochs=25, batch_size=32, seed=0)
     predicted = model.predict(x).argmax(axis=-1)
     assert np.mean(predicted[:, 3:] == y[:, 3:]) > 0.95  # the copied half: learned
+
+
+@pytest.mark.parametrize("eps", [0, -1e-5, float("nan"), "1e-5"])
+def test_layer_norm_refuses_a_bad_eps_with_a_config_error(eps):
+    with pytest.raises(tn.ConfigError, match="LayerNorm: eps must be a positive number"):
+        tn.LayerNorm(eps=eps)

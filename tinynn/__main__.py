@@ -3,12 +3,16 @@ import argparse
 import sys
 import time
 
+import numpy as np
+
 import tinynn as tn
 from tinynn.checks import check_int, check_number
-from tinynn.models import build_cnn, build_mlp
+from tinynn.models import build_cnn, build_gpt, build_mlp
 
 
 MODELS = {"mlp": (build_mlp, (784,), 5), "cnn": (build_cnn, (28, 28, 1), 3)}
+GPT = {"context": 16, "dim": 64, "heads": 4, "layers": 2, "steps": 4000, "lr": 3e-3,
+       "batch_size": 32, "samples": 10}
 
 
 class EpochReport(tn.Callback):
@@ -24,8 +28,11 @@ class EpochReport(tn.Callback):
 
 
 def train(args):
+    if args.model == "gpt":
+        return train_gpt(args)
     build, input_shape, default_epochs = MODELS[args.model]
     epochs = default_epochs if args.epochs is None else args.epochs
+    args.lr, args.batch_size = args.lr or 1e-3, args.batch_size or 128
     (x_train, y_train), (x_test, y_test) = tn.load_mnist(progress=not args.quiet)
     x_train = x_train.reshape((-1,) + input_shape)
     x_test = x_test.reshape((-1,) + input_shape)
@@ -46,6 +53,58 @@ def train(args):
     if args.save:
         print(f"saved to {model.save(args.save)}")
     print(f"test accuracy: {100 * model.evaluate(x_test, y_test)['accuracy']:.2f}%")
+    return 0
+
+
+class StepReport(tn.Callback):
+    """Print the mean training loss of every ``every`` steps, and the time taken."""
+
+    def __init__(self, steps, every):
+        self.steps, self.every, self.losses = steps, every, []
+
+    def on_train_begin(self, model):
+        self.start = time.perf_counter()
+
+    def on_batch_end(self, model, step, logs):
+        self.losses.append(logs["loss"])
+        if step % self.every == 0 or step == self.steps:
+            print(f"step {step}/{self.steps}: loss {sum(self.losses) / len(self.losses):.4f}  "
+                  f"({time.perf_counter() - self.start:.1f} s)", flush=True)
+            self.losses = []
+
+
+def train_gpt(args):
+    """Notebook 14's GPT on names: train, then held-out NLL per character and samples."""
+    steps, lr = args.steps or GPT["steps"], args.lr or GPT["lr"]
+    batch_size = args.batch_size or GPT["batch_size"]
+    names = tn.load_names(progress=not args.quiet)
+    train_names, val_names = tn.names.split(names, seed=0)
+    vocab = tn.names.Vocabulary(names)
+    x, y = tn.names.windows(train_names, vocab, GPT["context"], every_position=True)
+    tn.seed(args.seed)
+    net = build_gpt(len(vocab), GPT["context"], GPT["dim"], GPT["heads"], GPT["layers"])
+    warmup = max(1, min(100, steps // 10))
+    schedule = tn.WarmUp(tn.CosineDecay(lr, max(1, steps - warmup), min_lr=lr / 10), warmup)
+    model = tn.Model(net, tn.SoftmaxCrossEntropy(), tn.optimizers.get(args.optimizer, lr=schedule))
+    print(f"training a gpt ({GPT['layers']} blocks, width {GPT['dim']}, {GPT['heads']} heads, "
+          f"context {GPT['context']}) on {len(train_names)} names: {steps} steps, batch "
+          f"{batch_size}, {args.optimizer} lr {lr:g} (warm-up, cosine decay), seed {args.seed}",
+          flush=True)
+    callbacks = [StepReport(steps, max(1, steps // 10))]
+    callbacks += [tn.AverageWeights(args.average)] if args.average else []
+    history = tn.names.fit_steps(model, x, y, steps, batch_size, callbacks, seed=args.seed)
+    if history["stopped"]:
+        print(f"training ended early: {history['stopped']}")
+    if args.save:
+        print(f"saved to {model.save(args.save)}")
+    x_val, y_val = tn.names.windows(val_names, vocab, GPT["context"])
+    print(f"held-out NLL per character ({len(val_names)} validation names): gpt "
+          f"{tn.names.held_out_nll(model, x_val, y_val):.4f}, bigram count table "
+          f"{tn.names.bigram_nll(train_names, val_names, vocab):.4f}")
+    # start from a full window of '.': training saw every name begin after 16 of them
+    start = np.zeros((GPT["samples"], GPT["context"]), np.int64)
+    ids = tn.sample(model, start, GPT["context"], stop=0)
+    print("samples: " + ", ".join(vocab.decode(row[GPT["context"]:]).split(".")[0] for row in ids))
     return 0
 
 
@@ -101,17 +160,26 @@ def parser():
 
 
 def _add_train(sub):
-    t = sub.add_parser("train", help="train a network on MNIST and report test accuracy",
-                       description="Train on the 60,000 MNIST training digits, evaluate on the "
-                                   "10,000 test digits; ends with 'test accuracy: NN.NN%%'.")
-    t.add_argument("--model", choices=sorted(MODELS), default="mlp",
-                   help="mlp: 784-200-100-10 ReLU net (default); cnn: small convolutional net")
+    t = sub.add_parser("train", help="train a network (MNIST or names) and report how it does",
+                       description="mlp, cnn: train on the 60,000 MNIST training digits, evaluate "
+                                   "on the 10,000 test digits; ends with 'test accuracy: "
+                                   "NN.NN%%'. gpt: train notebook 14's small GPT on 90%% of "
+                                   "names.txt, then print its held-out NLL per character beside "
+                                   "the bigram count table's, and sampled names.")
+    t.add_argument("--model", choices=sorted(MODELS) + ["gpt"], default="mlp",
+                   help="mlp: 784-200-100-10 ReLU net (default); cnn: small convolutional net; "
+                        "gpt: a 2-block transformer over characters (names)")
     t.add_argument("--epochs", type=non_negative_int, default=None,
-                   help="passes over the training set (default: 5 for mlp, 3 for cnn)")
-    t.add_argument("--batch-size", type=positive_int, default=128, help="default: 128")
+                   help="mlp, cnn: passes over the training set (default: 5 for mlp, 3 for cnn)")
+    t.add_argument("--steps", type=positive_int, default=None,
+                   help=f"gpt: training steps (default: {GPT['steps']}, about 1 min on 2 cores)")
+    t.add_argument("--batch-size", type=positive_int, default=None,
+                   help=f"default: 128 (gpt: {GPT['batch_size']})")
     t.add_argument("--optimizer", choices=sorted(tn.optimizers.OPTIMIZERS), default="adam",
                    help="default: adam")
-    t.add_argument("--lr", type=positive_number, default=1e-3, help="learning rate (default: 1e-3)")
+    t.add_argument("--lr", type=positive_number, default=None,
+                   help=f"learning rate (default: 1e-3; gpt: {GPT['lr']:g}, after a warm-up, "
+                        "then a cosine decay to a tenth of it)")
     t.add_argument("--average", type=fraction_below_one, default=0.995, metavar="DECAY",
                    help="evaluate an exponential moving average of the weights, which remembers "
                         "~1/(1-DECAY) steps (tinynn.AverageWeights); 0 turns it off "
@@ -168,7 +236,14 @@ def _add_grade(sub):
 
 
 def main(argv=None):
-    args = parser().parse_args(argv)
+    p = parser()
+    args = p.parse_args(argv)
+    if args.command == "train":
+        wrong = "--epochs" if args.model == "gpt" and args.epochs is not None else \
+            "--steps" if args.model != "gpt" and args.steps is not None else None
+        if wrong:
+            p.error(f"{wrong} does not apply to --model {args.model} (gpt trains for --steps, "
+                    "mlp and cnn for --epochs)")
     try:
         return args.run(args)
     except tn.TinynnError as e:

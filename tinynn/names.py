@@ -94,3 +94,30 @@ def held_out_nll(net, x, y, batch_size=4096):
         targets = targets[:, -1] if targets.ndim == 2 else targets  # every_position windows
         total -= logp[np.arange(len(targets)), targets].sum()
     return total / len(x)
+
+
+def bigram_nll(train, validation, vocab, smoothing=1.0):
+    """The baseline every model must beat: the held-out NLL per character of the bigram count
+    table. P(next | current) = (count of the pair in ``train`` + ``smoothing``) / its row's sum,
+    scored on every character of ``validation`` (``'.'`` before each name, after it too)."""
+    smoothing = check_number(smoothing, "smoothing", "names.bigram_nll", "[0, inf)")
+    x, y = windows(train, vocab, 1)
+    counts = np.full((len(vocab), len(vocab)), smoothing)
+    np.add.at(counts, (x[:, 0], y), 1)
+    log_p = np.log(counts / counts.sum(axis=1, keepdims=True))
+    x, y = windows(validation, vocab, 1)
+    return -log_p[x[:, 0], y].mean()
+
+
+def fit_steps(model, x, y, steps, batch_size=32, callbacks=(), seed=0):
+    """``model.fit`` for a number of *steps* rather than epochs: ``steps`` batches of
+    ``batch_size`` windows, drawn without replacement by a generator of its own (``seed``) and
+    reshuffled whenever the windows run out. A fixed budget of steps compares models of any
+    data size alike. Returns fit's history."""
+    steps = check_int(steps, "steps", "names.fit_steps")
+    batch_size = check_int(batch_size, "batch_size", "names.fit_steps")
+    gen, needed = np.random.default_rng(seed), steps * batch_size
+    order = np.concatenate([gen.permutation(len(x)) for _ in range(-(-needed // len(x)))])
+    order = order[:needed]
+    return model.fit(x[order], y[order], epochs=1, batch_size=batch_size, shuffle=False,
+                     callbacks=callbacks)

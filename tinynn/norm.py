@@ -147,9 +147,7 @@ class LayerNorm(Layer):
 
     def __init__(self, eps=1e-5):
         super().__init__()
-        if not eps > 0:
-            raise ConfigError(f"LayerNorm: eps must be > 0, got {eps!r}")
-        self.eps = float(eps)
+        self.eps = check_number(eps, "eps", "LayerNorm", "(0, inf)")
 
     def build(self, features, dtype):
         self.params = {"gamma": np.ones(features, dtype), "beta": np.zeros(features, dtype)}
