@@ -299,3 +299,55 @@ def test_clear_errors():
     (y * 2).backward(np.ones((4, 3)))                            # a non-scalar with its gradient
     assert np.all(y.grad == 2)
     assert repr(y * 2) == "Tensor(shape=(4, 3), dtype=float64, op='*')"
+
+
+# ------------------------------------------------------------------ transpose and where (notebook 14)
+@pytest.mark.parametrize("shape, axes", [((3, 4), None), ((2, 3, 4), None), ((2, 3, 4), (0, 2, 1)),
+                                         ((2, 3, 4, 5), (2, 0, 3, 1))], ids=str)
+def test_transpose_passes_the_gradient_check(shape, axes):
+    x = np.random.default_rng(20).standard_normal(shape)
+    assert gradcheck_op(lambda a: tn.autograd.transpose(a, axes), x) < TOL
+    assert np.array_equal(tn.autograd.transpose(Tensor(x), axes).data, np.transpose(x, axes))
+    if axes is None:
+        assert np.array_equal(Tensor(x).T.data, x.T)
+    else:
+        assert np.array_equal(Tensor(x).transpose(*axes).data, np.transpose(x, axes))
+
+
+def test_transpose_refuses_axes_that_are_no_permutation():
+    with pytest.raises(ShapeError, match="permutation"):
+        tn.autograd.transpose(Tensor(np.ones((2, 3))), (0, 0))
+
+
+@pytest.mark.parametrize("shapes", [((3, 4), (3, 4), (3, 4)), ((3, 4), (3, 4), ()),
+                                    ((4, 4), (2, 4, 4), (4,))], ids=str)
+def test_where_passes_the_gradient_check_and_routes_each_gradient_to_its_source(shapes):
+    rng = np.random.default_rng(21)
+    condition = rng.random(shapes[0]) < 0.5
+    a, b = rng.standard_normal(shapes[1]), rng.standard_normal(shapes[2])
+    assert gradcheck_op(lambda s, t: tn.autograd.where(condition, s, t), a, b) < TOL
+    ta, tb = Tensor(a), Tensor(b)
+    out = tn.autograd.where(condition, ta, tb)
+    assert np.array_equal(out.data, np.where(condition, a, b))
+    out.backward(np.ones(out.shape))
+    assert np.array_equal(ta.grad, unbroadcast(np.broadcast_to(condition, out.shape) * 1.0, a.shape))
+
+
+def test_causal_attention_in_autograd_matches_the_layer():
+    """Single-head causal attention written with autograd operations (transpose, where, exp, sum,
+    division) gives MultiHeadAttention's gradients with identity projections."""
+    rng = np.random.default_rng(22)
+    x, upstream = rng.standard_normal((5, 4)), rng.standard_normal((5, 4))
+    mask = np.tril(np.ones((5, 5), dtype=bool))
+    q, k, v = Tensor(x), Tensor(x), Tensor(x)
+    scores = tn.autograd.where(mask, (q @ k.T) * (1 / np.sqrt(4)), -np.inf)
+    e = (scores - scores.data.max(axis=-1, keepdims=True)).exp()
+    out = (e / e.sum(axis=-1, keepdims=True)) @ v
+    out.backward(upstream)
+    layer = tn.MultiHeadAttention(1, dtype=np.float64)
+    layer.forward(x[None])
+    eye, zero = np.eye(4), np.zeros(4)
+    layer.load_params({"wq": eye, "wk": eye, "wv": eye, "wo": eye, "bq": zero, "bv": zero, "bo": zero})
+    assert np.allclose(layer.forward(x[None])[0], out.data)
+    dx = layer.backward(upstream[None])[0]
+    assert np.allclose(dx, q.grad + k.grad + v.grad)

@@ -61,6 +61,7 @@ PLANTED = {
     "10": (".max(axis=(2, 4))", ".mean(axis=(2, 4))"),
     "11": ("b.grad += unbroadcast(out.grad, b.shape)", "b.grad -= unbroadcast(out.grad, b.shape)"),
     "12": ("return x[order], y[order]", "return x[order], y"),
+    "14": ("masked = np.where(mask, scores, -np.inf)", "masked = np.where(mask.T, scores, -np.inf)"),
 }
 
 

@@ -16,8 +16,9 @@ contributions, and a second ``backward()`` adds to the first until ``zero_grad()
 hand-written layers overwrite ``layer.grads`` instead: each backward is a fresh result.)
 
 Each operation's forward and backward sit together in one short function (``add``, ``mul``,
-``matmul``, ...); the ``Tensor`` operators (``a + b``, ``a @ b``, ``a / b``, ``a ** 2``) call
-them, with a numpy array or a number on either side (it becomes a constant tensor). The design
+``matmul``, ``transpose``, ``where``, ...); the ``Tensor`` operators (``a + b``, ``a @ b``,
+``a / b``, ``a ** 2``, ``a.T``) call them, with a numpy array or a number on either side (it
+becomes a constant tensor). The design
 follows Karpathy's micrograd, on arrays instead of scalars. float64 inputs give float64
 gradients, for checking against central differences.
 """
@@ -143,6 +144,11 @@ class Tensor:
 
     def log_softmax(self, axis=-1):
         return log_softmax(self, axis)
+
+    def transpose(self, *axes):
+        return transpose(self, axes or None)
+
+    T = property(lambda self: transpose(self))
 
 
 def as_tensor(value, like=None):
@@ -271,6 +277,36 @@ def matmul(a, b):
     def backward():
         a.grad += out.grad @ b.data.T
         b.grad += a.data.T @ out.grad
+    out._backward = backward
+    return out
+
+
+def transpose(a, axes=None):
+    """a with its axes permuted (``axes`` as in np.transpose; None reverses them, ``a.T``).
+    A transpose only moves numbers: dL/da is G moved back by the inverse permutation."""
+    axes = tuple(reversed(range(a.ndim))) if axes is None else tuple(axes)
+    if sorted(axes) != list(range(a.ndim)):
+        raise ShapeError(f"transpose: axes {axes} are not a permutation of the {a.ndim} axes of "
+                         f"a tensor of shape {a.shape}")
+    out = Tensor(np.transpose(a.data, axes), (a,), "transpose")
+
+    def backward():
+        a.grad += np.transpose(out.grad, np.argsort(axes))
+    out._backward = backward
+    return out
+
+
+def where(condition, a, b):
+    """a where ``condition`` (a constant boolean array) holds, else b, with broadcasting (a causal
+    mask: ``where(mask, scores, -np.inf)``). Each output element came from one of the two:
+    dL/da = G where the condition holds (0 elsewhere), dL/db = G where it does not."""
+    condition = np.asarray(condition, dtype=bool)
+    a, b = as_tensor(a, like=b if isinstance(b, Tensor) else None), as_tensor(b, like=a)
+    out = Tensor(np.where(condition, a.data, b.data), (a, b), "where")
+
+    def backward():
+        a.grad += unbroadcast(np.where(condition, out.grad, 0), a.shape)
+        b.grad += unbroadcast(np.where(condition, 0, out.grad), b.shape)
     out._backward = backward
     return out
 

@@ -560,3 +560,33 @@ class LayerDashboard(_LiveFigure):
         status = f"step {steps}" + (f" · {len(problems)} warning(s): {problems[0][:90]}"
                                     if problems else " · no warnings")
         self.figure.suptitle(status, fontsize=9)
+
+
+# ------------------------------------------------------------------ notebook 14: attention maps
+def attention_maps(net, ids):
+    """The attention weights (heads, T, T) of every MultiHeadAttention of ``net`` for one
+    sequence of ids (T,), in order: a training-mode forward saves them (a GPT has no dropout)."""
+    from ..net import leaf_layers
+    from ..sequence import MultiHeadAttention
+    net.forward(np.asarray(ids)[None], training=True)
+    return [layer.saved_tensors[4][0] for _, layer in leaf_layers(net)
+            if isinstance(layer, MultiHeadAttention)]
+
+
+def plot_attention_maps(maps, tokens, size=2.2):
+    """One picture per layer (rows) and head (columns): row t of a map is what position t
+    (the query) attends to among the tokens s ≤ t (the keys)."""
+    plt = _pyplot()
+    layers, heads = len(maps), maps[0].shape[0]
+    fig, axes = plt.subplots(layers, heads, figsize=(size * heads, size * layers), squeeze=False)
+    for i, layer in enumerate(maps):
+        for h in range(heads):
+            ax = axes[i, h]
+            ax.imshow(layer[h], cmap="Blues", vmin=0, vmax=1)
+            ax.set_xticks(range(len(tokens)))
+            ax.set_xticklabels(tokens, fontsize=7)
+            ax.set_yticks(range(len(tokens)))
+            ax.set_yticklabels(tokens, fontsize=7)
+            ax.set_title(f"layer {i + 1}, head {h + 1}", fontsize=8)
+    fig.tight_layout()
+    return fig

@@ -37,9 +37,12 @@ from .n08_generalisation import check_dropout
 from .n09_convolutions import check_col2im
 from .n11_autograd import check_op, check_topological_order
 from .n12_debugging import check_dead_fraction, check_inference, check_scaling, check_shuffle
+from .n14_attention import (check_attention_backward, check_causal_softmax,
+                            check_layer_norm_backward)
 from .spec import registry
 
 __all__ = ["check_layer", "check_loss", "check_optimizer", "check_function", "check_model_step",
            "check_op", "check_topological_order", "check_col2im",
            "check_shuffle", "check_scaling", "check_dead_fraction", "check_inference",
-           "check_dropout", "check_he_init", "check_lr_range_test", "expect", "registry"]
+           "check_dropout", "check_he_init", "check_lr_range_test", "check_causal_softmax",
+           "check_attention_backward", "check_layer_norm_backward", "expect", "registry"]
