@@ -283,8 +283,32 @@ def _unchanged(layer, before, method):
                          "w += ... or y = x @ w; y += b when y aliases a parameter)")
 
 
+def _dense_bias(ref, x, upstream, ours, theirs):
+    """Name the wrong reductions of G for dL/db (the bias was broadcast over the batch), once the
+    input gradient is right."""
+    grad_x, yours = ours.get("input"), ours.get("b")
+    if grad_x is None or yours is None:
+        return None
+    grad_x, yours = np.asarray(grad_x, dtype=np.float64), np.asarray(yours, dtype=np.float64)
+    if not _close(grad_x, theirs["input"]):
+        return None
+    n, d_out = upstream.shape
+    why = (f"b_j is added to Y_ij for every example i (broadcast over the {n} rows) with "
+           "derivative 1, so dL/db_j sums G_ij over the batch: one number per output column")
+    if yours.shape == upstream.shape and _close(yours, upstream):
+        return ("grads['b']", f"is G itself, shape {upstream.shape}: it keeps the batch axis. {why}",
+                yours, yours)
+    if yours.shape == (n,) and n != d_out and _close(yours, upstream.sum(axis=1)):
+        return ("grads['b']", f"is summed over the outputs (axis=1), shape {(n,)}: {why}",
+                yours, yours)
+    if yours.shape == (d_out,) and n > 1 and _close(yours, upstream[-1]):
+        return "grads['b']", f"is the last example's row of G only: {why}", yours, theirs["b"]
+    return None
+
+
 DENSE = Exercise(
     "dense", ("MyDense",), check_layer, reference=Dense, bases=(Layer,),
+    mistakes=dict(diagnose=_dense_bias),
     trials=dict(trials=[((3,), (4, 5)), ((4,), (6, 4)), ((2,), (1, 3))]),
     hidden=dict(trials=[((5,), (3, 7)), ((2,), (6, 3)), ((1,), (2, 4))]))
 EXERCISES = (DENSE,)

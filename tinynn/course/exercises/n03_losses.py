@@ -10,6 +10,7 @@ import inspect
 
 import numpy as np
 
+from ...functional import log_softmax, softmax
 from ...gradcheck import gradcheck
 from ...losses import Loss, SoftmaxCrossEntropy
 from .compare import GRADCHECK_TOLERANCE, LARGE, _as_array, _close, _expect, _finite
@@ -177,5 +178,6 @@ class _AsLoss(Loss):
 SOFTMAX_CROSS_ENTROPY = Exercise(
     "softmax_cross_entropy", ("MySoftmaxCrossEntropy",), check_loss,
     reference=SoftmaxCrossEntropy, bases=(Loss,),
+    forbidden=(SoftmaxCrossEntropy, log_softmax, softmax),
     trials=dict(shapes=LOSS_SHAPES), hidden=dict(shapes=[(5, 4), (7, 12), (2, 3)]))
 EXERCISES = (SOFTMAX_CROSS_ENTROPY,)
