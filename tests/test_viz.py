@@ -254,3 +254,19 @@ def test_live_plot_of_a_stopped_run_names_the_stop_not_a_finished_epoch(handles)
                                           callbacks=[live, StopAtStep6()])
     title = live.figure._suptitle.get_text()
     assert "done" not in title and "step 6" in title and "stopped" in title, title
+
+
+# ---------------------------------------------------------------- notebook 06: learned weights
+def test_weight_images_show_one_unit_per_panel_on_a_scale_symmetric_around_zero():
+    w = np.random.default_rng(0).standard_normal((784, 12))
+    w[:, 2] *= 5
+    fig = viz.show_weight_images(w, n=7, ncols=4)
+    shown = [ax for ax in fig.axes if ax.images]
+    assert len(fig.axes) == 8 and len(shown) == 7          # 2 rows × 4 columns, one left empty
+    image = shown[2].images[0]
+    assert image.get_array().shape == (28, 28)
+    low, high = image.get_clim()
+    assert low == -high and np.isclose(high, np.abs(w[:, 2]).max())
+    assert shown[0].get_title() == "unit 0"
+    fig = viz.show_weight_images(w[:, :3], titles=["a", "b", "c"])
+    assert [ax.get_title() for ax in fig.axes] == ["a", "b", "c"]

@@ -44,3 +44,15 @@ def confusion_matrix(scores, target, n_classes=None):
     counts = np.zeros((n_classes, n_classes), dtype=np.int64)
     np.add.at(counts, (actual, predicted), 1)
     return counts
+
+
+def precision_recall(counts):
+    """Per-class (precision, recall) from a confusion matrix ``counts[true, predicted]``:
+    precision[k] = counts[k, k] / (column k's sum: everything predicted as k), recall[k] =
+    counts[k, k] / (row k's sum: every sample of class k); 0 where the sum is 0 (a class never
+    predicted, or never present)."""
+    counts = np.asarray(counts, dtype=np.float64)
+    hits, predicted, actual = counts.diagonal(), counts.sum(axis=0), counts.sum(axis=1)
+    precision = np.divide(hits, predicted, out=np.zeros_like(hits), where=predicted > 0)
+    recall = np.divide(hits, actual, out=np.zeros_like(hits), where=actual > 0)
+    return precision, recall

@@ -590,3 +590,28 @@ def plot_attention_maps(maps, tokens, size=2.2):
             ax.set_title(f"layer {i + 1}, head {h + 1}", fontsize=8)
     fig.tight_layout()
     return fig
+
+
+# ============================================================================ notebook 06: learned weights
+def show_weight_images(w, n=None, ncols=10, size=1.1, titles=None):
+    """The columns of a first-layer Dense weight ``w`` (pixels, units) as images, one per unit:
+    what each unit multiplies the input's pixels by (red: ink there raises the unit's input,
+    blue: lowers it; white 0), on a colour scale symmetric around 0 per image. ``n`` units (all
+    by default). Returns the figure."""
+    w = np.asarray(w, dtype=np.float64)
+    n = w.shape[1] if n is None else min(n, w.shape[1])
+    side = int(round(math.sqrt(w.shape[0])))
+    ncols = max(1, min(ncols, n))
+    nrows = -(-n // ncols)
+    fig, axes = _pyplot().subplots(nrows, ncols, figsize=(size * ncols, size * nrows * 1.15),
+                                   squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if i >= n:
+            continue
+        image = w[:, i].reshape(side, side)
+        limit = max(float(np.abs(image).max()), 1e-12)
+        ax.imshow(image, cmap="RdBu_r", vmin=-limit, vmax=limit)
+        ax.set_title(f"unit {i}" if titles is None else str(titles[i]), fontsize=9)
+    fig.tight_layout()
+    return fig

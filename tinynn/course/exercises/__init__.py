@@ -17,6 +17,8 @@ the reference version. Everything is seeded, so a check prints the same words ev
     check_topological_order(my_topological_order)
     check_col2im(my_col2im)                   # my_col2im(dcols, x_shape, k, stride, dilation)
     check_dropout(MyDropout)                  # a dropout layer: random, so checked by its rules
+    check_confusion_matrix(my_confusion_matrix)   # (logits, labels, n_classes) -> counts
+    check_precision_recall(my_precision_recall)   # counts -> (precision, recall)
 
 ``expect`` checks what an experiment teaches, for results no two machines print digit for digit
 (anything trained): ``expect("test accuracy is at least 97.5%", accuracy >= 0.975, f"{accuracy:.2%}")``.
@@ -31,7 +33,7 @@ from .n01_dense import check_layer
 from .n03_losses import check_loss
 from .n04_optimizers import check_optimizer
 from .n05_net_and_model import check_model_step
-from .n06_mnist_mlp import check_he_init
+from .n06_mnist_mlp import check_confusion_matrix, check_he_init, check_precision_recall
 from .n07_learning_rate_lab import check_lr_range_test
 from .n08_generalisation import check_dropout
 from .n09_convolutions import check_col2im
@@ -44,5 +46,6 @@ from .spec import registry
 __all__ = ["check_layer", "check_loss", "check_optimizer", "check_function", "check_model_step",
            "check_op", "check_topological_order", "check_col2im",
            "check_shuffle", "check_scaling", "check_dead_fraction", "check_inference",
-           "check_dropout", "check_he_init", "check_lr_range_test", "check_causal_softmax",
-           "check_attention_backward", "check_layer_norm_backward", "expect", "registry"]
+           "check_dropout", "check_he_init", "check_confusion_matrix", "check_precision_recall",
+           "check_lr_range_test", "check_causal_softmax", "check_attention_backward",
+           "check_layer_norm_backward", "expect", "registry"]
