@@ -6,7 +6,7 @@ from hypothesis import given, settings, strategies as st
 
 import tinynn as tn
 from tinynn.autograd import (Tensor, add, cross_entropy, exp, log, log_softmax, matmul, mean, mul,
-                             neg, pick, relu, sum as t_sum, topological_order, unbroadcast)
+                             neg, pick, relu, sum as t_sum, tanh, topological_order, unbroadcast)
 from tinynn.errors import ShapeError
 from tinynn.gradcheck import numerical_gradient, relative_error
 
@@ -154,8 +154,9 @@ def test_matmul(shapes):
     assert gradcheck_op(matmul, *(rng.standard_normal(s) for s in shapes)) < TOL
 
 
-@pytest.mark.parametrize("op, positive", [(neg, False), (relu, False), (exp, False), (log, True)],
-                         ids=["neg", "relu", "exp", "log"])
+@pytest.mark.parametrize("op, positive", [(neg, False), (relu, False), (exp, False), (log, True),
+                                          (tanh, False)],
+                         ids=["neg", "relu", "exp", "log", "tanh"])
 @pytest.mark.parametrize("shape", [(5,), (3, 4), (2, 3, 2)], ids=str)
 def test_elementwise_ops(op, positive, shape):
     x = away_from_zero(np.random.default_rng(3), shape)   # away from relu's kink

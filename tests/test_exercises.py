@@ -857,6 +857,55 @@ def test_a_correct_topological_order_passes(capsys):
         assert result is True and out.startswith("✔"), out
 
 
+# ---------------------------------------------------------------- issue 23: tanh and pick (11)
+from tinynn.course.exercises import check_pick  # noqa: E402
+
+
+@pytest.mark.parametrize("backward, keyword", [
+    (lambda o, a: _accumulate(a, o.grad * (1 - o.data ** 2)), None),
+    (lambda o, a: _accumulate(a, o.grad * (1 - a.data ** 2)), "uses the input a"),
+    (lambda o, a: _accumulate(a, o.grad * (1 - o.data)), "forgets the square"),
+    (lambda o, a: _accumulate(a, o.grad * o.data), "rule of exp"),
+    (lambda o, a: _accumulate(a, o.grad / np.cosh(a.data)), "sech"),
+    (lambda o, a: _accumulate(a, 1 - o.data ** 2), "forgets out.grad"),
+    (lambda o, a: setattr(a, "grad", o.grad * (1 - o.data ** 2)), "overwritten"),
+    (_not_done, NOT_DONE),
+])
+def test_tanh_mistakes_are_named_and_the_derivative_passes(capsys, backward, keyword):
+    result, out = verdict(capsys, check_op, unary_op(np.tanh, backward), ag.tanh)
+    if keyword is None:
+        assert result is True and out.startswith("✔"), out
+    else:
+        assert result is False and keyword in out, out
+
+
+def pick_op(backward):
+    def my_pick(a, index):
+        out = Tensor(a.data[index], (a,), "[]")
+        out._backward = lambda: backward(out, a, index)
+        return out
+    return my_pick
+
+
+def _fancy_add(o, a, index):
+    a.grad[index] += o.grad
+
+
+@pytest.mark.parametrize("backward, keyword", [
+    (lambda o, a, index: np.add.at(a.grad, index, o.grad), None),
+    (_fancy_add, "np.add.at"),
+    (lambda o, a, index: _accumulate(a, o.grad), "input's shape"),
+    (lambda o, a, index: _accumulate(a, np.full_like(a.data, o.grad.sum())), "the others get 0"),
+    (lambda o, a, index: _not_done(), NOT_DONE),
+])
+def test_pick_mistakes_are_named_and_add_at_passes(capsys, backward, keyword):
+    result, out = verdict(capsys, check_pick, pick_op(backward), ag.pick)
+    if keyword is None:
+        assert result is True and "2 with elements picked more than once" in out, out
+    else:
+        assert result is False and keyword in out, out
+
+
 # ================================================================ issue 15: notebooks 01-03
 # 01 · MyDense: the student derives dL/dX; the check names the shape argument and the transpose.
 def _square_dense(backward):

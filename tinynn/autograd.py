@@ -136,6 +136,9 @@ class Tensor:
     def log(self):
         return log(self)
 
+    def tanh(self):
+        return tanh(self)
+
     def sum(self, axis=None, keepdims=False):
         return sum(self, axis, keepdims)
 
@@ -337,6 +340,16 @@ def log(a):
 
     def backward():
         a.grad += out.grad / a.data
+    out._backward = backward
+    return out
+
+
+def tanh(a):
+    """tanh a.  dL/da = G · (1 − tanh² a): the output itself, as for exp."""
+    out = Tensor(np.tanh(a.data), (a,), "tanh")
+
+    def backward():
+        a.grad += out.grad * (1 - out.data ** 2)
     out._backward = backward
     return out
 

@@ -615,3 +615,53 @@ def show_weight_images(w, n=None, ncols=10, size=1.1, titles=None):
         ax.set_title(f"unit {i}" if titles is None else str(titles[i]), fontsize=9)
     fig.tight_layout()
     return fig
+
+
+# ---------------------------------------------------------------- notebook 11: the computational graph
+def draw_autograd_graph(root, names, ax=None):
+    """Draw the autograd graph of ``root`` (a ``tinynn.autograd.Tensor``): one column per depth,
+    each node with its name, operation, value and gradient (``names``: {id(tensor): name}).
+
+    Every use of a node is its own arrow: an input used twice by one operation (``d * d``) gets
+    two arrows, bent apart and labelled "use 1", "use 2"; an arrow that skips a column is drawn
+    as an arc below the nodes it passes, so it never hides behind them."""
+    from ..autograd import topological_order
+    plt = _pyplot()
+    if ax is None:
+        _, ax = plt.subplots(figsize=(9, 3))
+    order = topological_order(root)
+    depth = {}
+    for node in order:                          # parents come first: their depth is known
+        depth[id(node)] = max((depth[id(p)] + 1 for p in node.parents), default=0)
+    rows, position = {}, {}
+    for node in order:
+        column = depth[id(node)]
+        position[id(node)] = (column, -rows.get(column, 0))
+        rows[column] = rows.get(column, 0) + 1
+    for node in order:
+        parents = list(node.parents)
+        for k, parent in enumerate(parents):
+            uses = [i for i, p in enumerate(parents) if p is parent]
+            (x0, y0), (x1, y1) = position[id(parent)], position[id(node)]
+            if len(uses) > 1:                    # the same input used several times
+                bend = 0.35 * (uses.index(k) - (len(uses) - 1) / 2) * 2
+                style, label = f"arc3,rad={bend}", f"use {uses.index(k) + 1}"
+            elif x1 - x0 > 1 and y0 == y1:      # skips a column: an arc below
+                style, label = "arc3,rad=0.35", None
+            else:
+                style, label = "arc3,rad=0", None
+            ax.annotate("", xy=(x1, y1), xytext=(x0, y0),
+                        arrowprops=dict(arrowstyle="->", color="0.35", shrinkA=30, shrinkB=30,
+                                        connectionstyle=style, lw=1.2))
+            if label:
+                sign = 1 if uses.index(k) == 0 else -1
+                ax.text((x0 + x1) / 2, (y0 + y1) / 2 + 0.22 * sign, label, ha="center",
+                        va="center", fontsize=8, color="0.3")
+    for node in order:
+        label = (f"{names.get(id(node), '?')}  {node.op}\nvalue {float(node.data):g}\n"
+                 f"grad {float(node.grad):g}")
+        ax.text(*position[id(node)], label, ha="center", va="center", fontsize=9,
+                bbox=dict(boxstyle="round", facecolor="#e8f0fb" if node.parents else "#fdf2d9"))
+    ax.set(xlim=(-0.6, max(depth.values()) + 0.6), ylim=(-1.9, 0.6))
+    ax.axis("off")
+    return ax

@@ -14,6 +14,7 @@ the reference version. Everything is seeded, so a check prints the same words ev
     check_function(my_softmax, softmax, logits)   # plain functions (or schedules) on example args
     check_model_step(train_step)              # train_step(net, loss, optimizer, x, y) -> loss
     check_op(my_add, autograd.add)            # an autograd operation: forward, backward, gradcheck
+    check_pick(my_pick, autograd.pick)        # a[index], elements picked twice included
     check_topological_order(my_topological_order)
     check_col2im(my_col2im)                   # my_col2im(dcols, x_shape, k, stride, dilation)
     check_dropout(MyDropout)                  # a dropout layer: random, so checked by its rules
@@ -37,14 +38,14 @@ from .n06_mnist_mlp import check_confusion_matrix, check_he_init, check_precisio
 from .n07_learning_rate_lab import check_lr_range_test
 from .n08_generalisation import check_dropout
 from .n09_convolutions import check_col2im
-from .n11_autograd import check_op, check_topological_order
+from .n11_autograd import check_op, check_pick, check_topological_order
 from .n12_debugging import check_dead_fraction, check_inference, check_scaling, check_shuffle
 from .n14_attention import (check_attention_backward, check_causal_softmax,
                             check_layer_norm_backward)
 from .spec import registry
 
 __all__ = ["check_layer", "check_loss", "check_optimizer", "check_function", "check_model_step",
-           "check_op", "check_topological_order", "check_col2im",
+           "check_op", "check_pick", "check_topological_order", "check_col2im",
            "check_shuffle", "check_scaling", "check_dead_fraction", "check_inference",
            "check_dropout", "check_he_init", "check_confusion_matrix", "check_precision_recall",
            "check_lr_range_test", "check_causal_softmax", "check_attention_backward",

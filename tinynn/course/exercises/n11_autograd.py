@@ -1,7 +1,8 @@
-"""Notebook 11 (autograd): ``check_op`` and ``check_topological_order``, and the exercises add,
-mul, relu, matmul and topological_order.
+"""Notebook 11 (autograd): ``check_op``, ``check_pick`` and ``check_topological_order``, and the
+exercises add, mul, relu, matmul, tanh, pick and topological_order.
 
     check_op(my_add, autograd.add)                    # forward, backward, gradient check
+    check_pick(my_pick, autograd.pick)                # the same, with indices picked twice
     check_topological_order(my_topological_order)
 
 An operation is checked on input shapes with broadcasting: the forward value, each input's
@@ -162,6 +163,10 @@ OP_HINTS = {
     "matmul": "for out = a @ b, (n, k) @ (k, m) → (n, m): a.grad += out.grad @ b.data.T has a's "
               "shape (n, k), b.grad += a.data.T @ out.grad has b's shape (k, m)",
     "relu": "the gradient passes where the input was positive: a.grad += out.grad * (a.data > 0)",
+    "tanh": "tanh'(a) = 1 − tanh²(a), and tanh(a) is what forward stored in out.data: "
+            "a.grad += out.grad * (1 - out.data ** 2)",
+    "pick": "out = a[index] passes each picked element's gradient back to where it was picked "
+            "from, and an element picked twice collects both: np.add.at(a.grad, index, out.grad)",
 }
 
 
@@ -190,11 +195,84 @@ OP_MISTAKES = {
                                                    "where the input was POSITIVE (a.data > 0)"),
              (lambda data, g: [(data[0] > 0) * 1.0], "forgets out.grad: multiply the mask by "
                                                      "the gradient arriving from above")],
+    "tanh": [(lambda data, g: [g * (1 - data[0] ** 2)], "uses the input a where the derivative "
+              "needs tanh(a): d tanh(a)/da = 1 − tanh²(a), and tanh(a) is out.data"),
+             (lambda data, g: [g * (1 - np.tanh(data[0]))], "forgets the square: d tanh(a)/da = "
+              "1 − tanh²(a), not 1 − tanh(a)"),
+             (lambda data, g: [g * np.tanh(data[0])], "multiplies by the output itself, the rule "
+              "of exp (d eᵃ/da = eᵃ); tanh's derivative is 1 − tanh²(a)"),
+             (lambda data, g: [g / np.cosh(data[0])], "multiplies by sech(a); the derivative of "
+              "tanh is sech²(a) = 1 − tanh²(a)"),
+             (lambda data, g: [1 - np.tanh(data[0]) ** 2], "forgets out.grad: the chain rule "
+              "multiplies the local derivative by the gradient arriving from above")],
     "matmul": [(lambda data, g: [g @ data[1], data[0] @ g], "forgets the transposes: "
                 "a.grad += out.grad @ b.data.T and b.grad += a.data.T @ out.grad"),
                (lambda data, g: [data[1].T @ g, g @ data[0].T], "has the factors in the wrong "
                 "order: a.grad += out.grad @ b.data.T, b.grad += a.data.T @ out.grad")],
 }
+
+
+# ================================================================ pick, with repeated indices
+PICK_TRIALS = [((4, 3), ([0, 1, 2, 3], [2, 0, 1, 1])),        # one label per row: no repeats
+               ((4, 3), ([0, 1, 1, 3, 1], [2, 0, 0, 1, 0])),  # (1, 0) picked three times
+               ((6,), ([1, 4, 1, 1],))]                       # a 1-D array, 1 picked thrice
+HIDDEN_PICK_TRIALS = [((5, 2), ([0, 2, 4, 1], [1, 0, 1, 1])),
+                      ((3, 4), ([2, 2, 0, 2], [3, 3, 1, 3])),
+                      ((7,), ([0, 6, 6, 3],))]
+
+
+def _as_index(index):
+    return tuple(np.asarray(i) for i in index)
+
+
+def _buffered_assignment(index):
+    """What ``grad[index] += out.grad`` (or ``= out.grad`` into zeros) puts into a.grad: numpy
+    writes each repeated element once, so only one of its contributions survives."""
+    def mistake(data, g):
+        grad = np.zeros_like(data[0])
+        grad[index] += g
+        return [grad]
+    return mistake
+
+
+def _pick_sum_of_all(index):
+    def mistake(data, g):
+        return [np.full_like(data[0], g.sum())]
+    return mistake
+
+
+@visible_defaults
+def check_pick(candidate, reference, *, trials=PICK_TRIALS, hint=OP_HINTS["pick"], seed=SEED):
+    """Check ``candidate(a, index) -> Tensor``, ``a[index]`` as an autograd operation, against
+    ``autograd.pick`` on ``trials`` ((shape, index) pairs, some of which pick an element more than
+    once): the forward, the gradient (accumulated, put back where it was picked from, repeated
+    picks summed) with the known mistakes named, and the numerical gradient check."""
+    def run():
+        rng = np.random.default_rng(seed)
+        worst = 0.0
+        for shape, index in trials:
+            index = _as_index(index)
+
+            def picked(a, index=index):
+                return candidate(a, index)
+
+            def reference_pick(a, index=index):
+                return reference(a, index)
+            reference_pick.__name__ = getattr(reference, "__name__", "pick")
+            mistakes = [(_buffered_assignment(index),
+                         "writes a.grad[index] += out.grad: numpy's fancy indexing writes an "
+                         "element picked twice only once, so it keeps one of its gradients. "
+                         "Add every pick: np.add.at(a.grad, index, out.grad)"),
+                        (_pick_sum_of_all(index),
+                         "spreads the sum of out.grad over every element: only the picked "
+                         "elements influenced the output; the others get 0")]
+            worst = max(worst, _op_trial(picked, reference_pick, (shape,), rng, hint, mistakes))
+        repeats = sum(len(set(zip(*index))) < len(index[0]) for _, index in trials)
+        verdict = "below 1e-8" if worst < 1e-8 else f"rel. err {worst:.0e}"
+        return (f"forward and gradients match {_name(reference)} on {len(trials)} arrays "
+                f"({repeats} with elements picked more than once); numerical gradient check "
+                f"{verdict}")
+    return _run(_name(candidate), run, seed)
 
 
 # ================================================================ topological order
@@ -280,7 +358,10 @@ MUL = _op_exercise("mul", BROADCAST_TRIALS, HIDDEN_BROADCAST_TRIALS)
 RELU = _op_exercise("relu", [((3, 4),), ((5,),), ((2, 3, 2),)], [((4, 3),), ((6,),), ((3, 2, 2),)])
 MATMUL = _op_exercise("matmul", [((3, 4), (4, 2)), ((1, 5), (5, 3)), ((3, 3), (3, 3))],
                       [((2, 5), (5, 3)), ((4, 2), (2, 1)), ((2, 2), (2, 2))])
+TANH = _op_exercise("tanh", [((3, 4),), ((5,),), ((2, 3, 2),)], [((4, 3),), ((6,),), ((3, 2, 2),)])
+PICK = Exercise("pick", ("my_pick",), check_pick, reference=autograd.pick,
+                trials=dict(trials=PICK_TRIALS), hidden=dict(trials=HIDDEN_PICK_TRIALS))
 TOPOLOGICAL_ORDER = Exercise(
     "topological_order", ("my_topological_order",), check_topological_order,
     forbidden=(topological_order,))
-EXERCISES = (ADD, MUL, RELU, MATMUL, TOPOLOGICAL_ORDER)
+EXERCISES = (ADD, MUL, RELU, MATMUL, TANH, PICK, TOPOLOGICAL_ORDER)
