@@ -254,3 +254,11 @@ def test_live_plot_of_a_stopped_run_names_the_stop_not_a_finished_epoch(handles)
                                           callbacks=[live, StopAtStep6()])
     title = live.figure._suptitle.get_text()
     assert "done" not in title and "step 6" in title and "stopped" in title, title
+
+
+def test_notebook_13_plots_draw_every_character():
+    chars = ".abc"
+    fig = viz.plot_bigram_counts(np.arange(16).reshape(4, 4), chars)
+    assert len(fig.axes[0].texts) == 2 * 16
+    fig = viz.plot_embeddings(np.random.default_rng(0).standard_normal((4, 5)), chars)
+    assert [t.get_text() for t in fig.axes[0].texts] == list(chars)
