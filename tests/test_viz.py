@@ -270,3 +270,11 @@ def test_weight_images_show_one_unit_per_panel_on_a_scale_symmetric_around_zero(
     assert shown[0].get_title() == "unit 0"
     fig = viz.show_weight_images(w[:, :3], titles=["a", "b", "c"])
     assert [ax.get_title() for ax in fig.axes] == ["a", "b", "c"]
+
+
+def test_notebook_13_plots_draw_every_character():
+    chars = ".abc"
+    fig = viz.plot_bigram_counts(np.arange(16).reshape(4, 4), chars)
+    assert len(fig.axes[0].texts) == 2 * 16
+    fig = viz.plot_embeddings(np.random.default_rng(0).standard_normal((4, 5)), chars)
+    assert [t.get_text() for t in fig.axes[0].texts] == list(chars)

@@ -665,3 +665,38 @@ def draw_autograd_graph(root, names, ax=None):
     ax.set(xlim=(-0.6, max(depth.values()) + 0.6), ylim=(-1.9, 0.6))
     ax.axis("off")
     return ax
+
+
+# ---- notebook 13 (language models) ----
+
+def plot_bigram_counts(counts, chars, ax=None, title="bigram counts: row = previous, column = next"):
+    """The (V, V) bigram count table as a heat map, each cell labelled with its pair of characters
+    and its count (rows: the previous character; columns: the next one)."""
+    counts = np.asarray(counts)
+    fig, ax = _new_axes(ax, (12, 12))
+    ax.imshow(counts, cmap="Blues")
+    for i, a in enumerate(chars):
+        for j, b in enumerate(chars):
+            ax.text(j, i - 0.15, a + b, ha="center", va="center", fontsize=6, color="grey")
+            ax.text(j, i + 0.2, str(counts[i, j]), ha="center", va="center", fontsize=5,
+                    color="grey")
+    ax.set_xticks(range(len(chars)), list(chars))
+    ax.set_yticks(range(len(chars)), list(chars))
+    ax.set_title(title)
+    return fig
+
+
+def plot_embeddings(table, chars, ax=None, title="character embeddings (first 2 principal axes)"):
+    """Each row of an embedding table as its letter at the row's first two principal components
+    (PCA of the centred table), vowels in red."""
+    table = np.asarray(table, dtype=np.float64)
+    centred = table - table.mean(axis=0)
+    points = centred @ np.linalg.svd(centred, full_matrices=False)[2][:2].T
+    fig, ax = _new_axes(ax, (6, 6))
+    ax.scatter(points[:, 0], points[:, 1], s=220, c="#eeeeee")
+    for (u, v), c in zip(points, chars):
+        ax.text(u, v, c, ha="center", va="center", color="red" if c in "aeiouy" else "black")
+    ax.set_xlabel("component 1")
+    ax.set_ylabel("component 2")
+    ax.set_title(title)
+    return fig
