@@ -345,7 +345,16 @@ def test_help_names_the_options_and_the_blas_threads(capsys):
 
 # ================================================================ the real course: notebook 01
 DENSE = ROOT / "notebooks" / "01_tensors_and_dense.ipynb"
-ANSWER, TEST = 23, 24  # the cells of answer_dense and of the test 'dense'
+
+
+def _cell_with_grade_id(path, grade_id):
+    cells = nbformat.read(path, as_version=4).cells
+    return next(i for i, c in enumerate(cells)
+                if c.metadata.get("nbgrader", {}).get("grade_id") == grade_id)
+
+
+ANSWER = _cell_with_grade_id(DENSE, "answer_dense")  # the cell the student writes MyDense in
+TEST = _cell_with_grade_id(DENSE, "dense")           # the cell that grades it
 
 
 def dense_submissions():
