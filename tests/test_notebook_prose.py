@@ -34,7 +34,7 @@ SCALES = {"thousand": 1e3, "k": 1e3, "million": 1e6, "m": 1e6, "billion": 1e9}
 QUOTED = re.compile(
     r"(?<![\w.,/^_\\-])(\d{1,3}(?:,\d{3})+|\d+)(\.\d+)?(?![\w.]\d|\w|,\d)"
     r"(\s?%|\s?percent|\s?(?:thousand|million|billion)\b|k\b)?", re.IGNORECASE)
-PRINTED = re.compile(r"\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?(?:e[-+]?\d+)?", re.IGNORECASE)
+PRINTED = re.compile(r"\d{1,3}(?:[,_]\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?(?:e[-+]?\d+)?", re.IGNORECASE)
 
 
 def strip_non_prose(markdown):
@@ -75,7 +75,7 @@ def numbers_in(text):
     for m in PRINTED.finditer(text):
         token = m.group(0)
         try:
-            values.append(float(token.replace(",", "")))
+            values.append(float(token.replace(",", "").replace("_", "")))
         except ValueError:
             continue
         if "," in token:  # "3,4" in a tuple is two numbers
@@ -108,6 +108,7 @@ def test_the_number_reader_sees_quotes_and_skips_maths_and_code():
     assert matches(quotes[2], 0.981) and matches(quotes[2], 98.2)
     assert matches(quotes[3], 52650) and not matches(quotes[3], 54000)
     assert 52650.0 in numbers_in("parameters: 52,650") and 3.0 in numbers_in("(3,4)")
+    assert 5000.0 in numbers_in("x_train[-5_000:]")  # Python's digit separators
 
 
 @pytest.mark.parametrize("path", COURSE, ids=lambda p: p.name)
