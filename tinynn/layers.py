@@ -252,7 +252,7 @@ class GELU(Layer):
 
     def forward(self, x, training=True):
         check_float_input(x, self)
-        t = np.tanh(self.C * (x + self.A * x ** 3))
+        t = np.tanh(self.C * (x + self.A * x * x * x))   # x*x*x: numpy's x**3 is 30x slower
         if training:
             self.save_for_backward(x, t)
         return 0.5 * x * (1.0 + t)
