@@ -1,12 +1,19 @@
-"""Notebook 02 (activations): the exercises sigmoid and leaky_relu (checked by ``check_layer``).
+"""Notebook 02 (activations): the exercises sigmoid, leaky_relu and gelu (checked by
+``check_layer``).
 
 Sigmoid has one more check than the others (``_sigmoid_tail``): its forward must neither overflow
-nor lose its small values in the negative tail, where the textbook formulas do.
+nor lose its small values in the negative tail, where the textbook formulas do. GELU's backward is
+derived by the student (its derivative is printed nowhere above the exercise); ``_gelu_backward``
+names the usual slips of that derivation: a term of the product rule or a link of the chain rule
+left out, tanh's derivative or du/dx written wrongly, the exact GELU's derivative instead of the
+tanh approximation's.
 """
+import math
+
 import numpy as np
 
-from ...layers import Layer, LeakyReLU, Sigmoid
-from .compare import _as_array, _fmt, _percent
+from ...layers import GELU, Layer, LeakyReLU, Sigmoid
+from .compare import _as_array, _close, _fmt, _percent
 from .core import Failed
 from .n01_dense import DEFAULT_LAYER_TRIALS, _forward, _layer_pair, check_layer
 from .spec import Exercise
@@ -87,4 +94,55 @@ LEAKY_RELU = Exercise(
     "leaky_relu", ("MyLeakyReLU",), check_layer, reference=LeakyReLU, bases=(Layer,),
     trials=dict(trials=DEFAULT_LAYER_TRIALS),
     hidden=dict(trials=[((0.2,), (5, 3)), ((), (2, 3, 5)), ((0.05,), (1, 7))]))
-EXERCISES = (SIGMOID, LEAKY_RELU)
+
+
+def _gelu_mistakes(x):
+    """(f'(x) written with one slip, what the slip is) for GELU's tanh approximation
+    f(x) = ½x(1 + tanh u), u = c(x + a·x³), c = √(2/π), a = 0.044715."""
+    c, a = GELU.C, GELU.A
+    t = np.tanh(c * (x + a * x ** 3))
+    du = c * (1 + 3 * a * x ** 2)
+    erf = np.vectorize(math.erf)
+    exact = 0.5 * (1 + erf(x / math.sqrt(2))) + x * np.exp(-x * x / 2) / math.sqrt(2 * math.pi)
+    product = ("misses a term of the product rule: f(x) = ½x·(1 + tanh u) has two factors that "
+               "depend on x, and ")
+    return [
+        (0.5 * (1 + t), product + "yours keeps only ½(1 + tanh u), the derivative of the first "
+         "factor; add ½x·(1 − tanh²u)·du/dx, the second factor's"),
+        (0.5 * x * (1 - t * t) * du, product + "yours keeps only ½x·(1 − tanh²u)·du/dx; add "
+         "½(1 + tanh u), the derivative of the first factor x"),
+        (0.5 * (1 + t) + 0.5 * x * (1 - t * t), "stops the chain rule at tanh: tanh's argument is "
+         "u(x) = √(2/π)(x + 0.044715x³), so multiply (1 − tanh²u) by du/dx"),
+        (0.5 * (1 + t) + 0.5 * x * (1 - t) * du, "uses 1 − tanh u for tanh's derivative: "
+         "d tanh(u)/du = 1 − tanh²u (the square)"),
+        (0.5 * (1 + t) + 0.5 * x * t * (1 - t) * du, "uses the sigmoid's σ(1 − σ) rule for tanh: "
+         "d tanh(u)/du = 1 − tanh²u"),
+        (0.5 * (1 + t) + 0.5 * x * (1 - t * t) * c * (1 + a * x ** 2), "writes du/dx without "
+         "the 3: d(0.044715x³)/dx = 3·0.044715x²"),
+        (0.5 * (1 + t) + 0.5 * x * (1 - t * t) * (1 + 3 * a * x ** 2), "drops the constant "
+         "√(2/π) from du/dx: u = √(2/π)(x + 0.044715x³)"),
+        (exact, "is the derivative of the exact GELU, Φ(x) + x·φ(x): close, but the layer "
+         "computes the tanh approximation, so its backward must differentiate that (the two "
+         "differ by up to about 10⁻³)"),
+    ]
+
+
+def _gelu_backward(ref, x, upstream, ours, theirs):
+    """Name a slip in GELU's derivative: the input gradient is G ⊙ f'(x) with one of the
+    mistakes of ``_gelu_mistakes``."""
+    yours = ours.get("input")
+    if yours is None or np.shape(yours) != np.shape(upstream):
+        return None
+    yours = np.asarray(yours, dtype=np.float64)
+    for derivative, message in _gelu_mistakes(np.asarray(x, dtype=np.float64)):
+        wrong = upstream * derivative
+        if _close(yours, wrong) and not _close(wrong, theirs["input"]):
+            return "backward", message, yours, theirs["input"]
+    return None
+
+
+GELU_BACKWARD = Exercise(
+    "gelu", ("MyGELU",), check_layer, reference=GELU, bases=(Layer,),
+    mistakes=dict(diagnose=_gelu_backward), trials=dict(trials=DEFAULT_LAYER_TRIALS),
+    hidden=dict(trials=[((), (5, 3)), ((), (2, 3, 5)), ((), (1, 7))]))
+EXERCISES = (SIGMOID, LEAKY_RELU, GELU_BACKWARD)
