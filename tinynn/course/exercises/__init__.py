@@ -13,6 +13,7 @@ the reference version. Everything is seeded, so a check prints the same words ev
     check_optimizer(MyMomentum, tn.Momentum, lr=0.1, momentum=0.9)   # both built with the kwargs
     check_function(my_softmax, softmax, logits)   # plain functions (or schedules) on example args
     check_model_step(train_step)              # train_step(net, loss, optimizer, x, y) -> loss
+    check_skip_backward(skip_backward)        # dL/dx for y = x + block(x)
     check_op(my_add, autograd.add)            # an autograd operation: forward, backward, gradcheck
     check_pick(my_pick, autograd.pick)        # a[index], elements picked twice included
     check_topological_order(my_topological_order)
@@ -33,7 +34,7 @@ from .n00_overview import check_function
 from .n01_dense import check_layer
 from .n03_losses import check_loss
 from .n04_optimizers import check_optimizer
-from .n05_net_and_model import check_model_step
+from .n05_net_and_model import check_model_step, check_skip_backward
 from .n06_mnist_mlp import check_confusion_matrix, check_he_init, check_precision_recall
 from .n07_learning_rate_lab import check_lr_range_test
 from .n08_generalisation import check_dropout
@@ -45,6 +46,7 @@ from .n14_attention import (check_attention_backward, check_causal_softmax,
 from .spec import registry
 
 __all__ = ["check_layer", "check_loss", "check_optimizer", "check_function", "check_model_step",
+           "check_skip_backward",
            "check_op", "check_pick", "check_topological_order", "check_col2im",
            "check_shuffle", "check_scaling", "check_dead_fraction", "check_inference",
            "check_dropout", "check_he_init", "check_confusion_matrix", "check_precision_recall",

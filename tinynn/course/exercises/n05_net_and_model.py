@@ -1,5 +1,5 @@
-"""Notebook 05 (net and model): ``check_model_step``, and the exercises net_passes (checked by
-``check_function``) and train_step.
+"""Notebook 05 (net and model): ``check_model_step`` and ``check_skip_backward``, and the
+exercises net_passes (checked by ``check_function``), skip_backward and train_step.
 
     check_model_step(train_step)   # train_step(net, loss, optimizer, x, y) -> loss
 
@@ -14,6 +14,7 @@ from ...losses import SoftmaxCrossEntropy
 from ...model import Model
 from ...net import Net
 from ...optimizers import SGD
+from ...sequence import Residual
 from .compare import TOLERANCE, _close, _expect, _fmt
 from .core import SEED, Failed, NotDone, _name, _run
 from .n00_overview import check_function
@@ -156,4 +157,78 @@ NET_PASSES = Exercise(
 TRAIN_STEP = Exercise(
     "train_step", ("my_train_step",), check_model_step, forbidden=(Model.train_step,),
     trials=dict(steps=3), hidden=dict(steps=4))
-EXERCISES = (NET_PASSES, TRAIN_STEP)
+
+
+# ---------------------------------------------------------------- a skip connection's backward
+def _skip_block():
+    """A float64 Dense-Tanh-Dense block that keeps the width (3 → 3), built on a first batch."""
+    block = [Dense(4), Tanh(), Dense(3)]
+    Net(block).forward(np.zeros((1, 3)))
+    return block
+
+
+def _skip_trial(candidate, rng, batch):
+    """(yours, expected) input gradients and block gradients for y = x + block(x) on one batch."""
+    block = _skip_block()
+    for layer in block:
+        for name, p in layer.params.items():
+            p[...] = rng.standard_normal(p.shape) * 0.7
+    x, upstream = rng.standard_normal((batch, 3)), rng.standard_normal((batch, 3))
+    Net(block).forward(x, training=True)
+    block_path = Net(block).backward(upstream.copy())
+    expected = {"input": upstream + block_path,
+                "grads": [{k: g.copy() for k, g in layer.grads.items()} for layer in block]}
+    for layer in block:                       # start the candidate from stale (wrong) gradients
+        for g in layer.grads.values():
+            g[...] = 7.0
+    Net(block).forward(x, training=True)
+    yours = candidate(block, upstream.copy())
+    if yours is None:
+        raise NotDone("skip_backward returned None — `return` dL/dx")
+    grads = [{k: g.copy() for k, g in layer.grads.items()} for layer in block]
+    return yours, grads, expected, upstream, block_path
+
+
+SKIP_MISTAKES = [
+    (lambda g, path: path, "returns only the gradient through the block: y = x + block(x) "
+     "depends on x along two paths, and the identity path x → y carries G unchanged — the two "
+     "contributions add"),
+    (lambda g, path: g, "returns only G, the identity path: the block's path contributes "
+     "block.backward(G) as well, and the two add"),
+    (lambda g, path: g * path, "multiplies the two paths: the chain rule over two paths to the "
+     "same output adds their contributions (y = x + block(x), so dy/dx = I + d block/dx)"),
+    (lambda g, path: (g + path) / 2, "averages the two paths: their contributions add"),
+    (lambda g, path: g - path, "subtracts the block's path: y = x + block(x), so it adds"),
+]
+
+
+@visible_defaults
+def check_skip_backward(candidate, *, batches=(5, 1, 8), seed=SEED):
+    """Check ``skip_backward(block, grad) -> dL/dx`` for y = x + block(x), block a list of
+    layers whose forward has run: the returned gradient and the gradients the block's layers
+    hold afterwards, on one batch of each size in ``batches``."""
+    def run():
+        rng = np.random.default_rng(seed)
+        for batch in batches:
+            yours, grads, expected, upstream, path = _skip_trial(candidate, rng, batch)
+            yours = np.asarray(yours, dtype=np.float64)
+            if yours.shape == expected["input"].shape and not _close(yours, expected["input"]):
+                for wrong, message in SKIP_MISTAKES:
+                    if _close(yours, wrong(upstream, path)):
+                        raise Failed(message)
+            _expect("dL/dx", yours, expected["input"])
+            for i, (mine, theirs) in enumerate(zip(grads, expected["grads"])):
+                for name, g in theirs.items():
+                    if np.all(mine[name] == 7.0):
+                        raise Failed(f"the block's layer {i} ({type(_skip_block()[i]).__name__}) "
+                                     f"kept a stale grads['{name}']: run the block's backward "
+                                     "(last layer first), so each of its layers fills its grads")
+                    _expect(f"layer {i}'s grads['{name}']", mine[name], g)
+        return f"dL/dx and the block's gradients match on batches of {', '.join(map(str, batches))}"
+    return _run(_name(candidate), run, seed)
+
+
+SKIP_BACKWARD = Exercise(
+    "skip_backward", ("skip_backward",), check_skip_backward,
+    forbidden=(Residual.backward, Residual.forward), hidden=dict(batches=(3, 7)))
+EXERCISES = (NET_PASSES, SKIP_BACKWARD, TRAIN_STEP)
