@@ -14,9 +14,9 @@ Every autograde executes the whole notebook, so these are the slow tests. CI run
 BLAS thread on both cores (``pytest -n auto --dist loadscope``: one test class per notebook, so a
 notebook's runs stay on one worker). The solution and the planted mistake run only for four
 notebooks that train little, chosen for the kinds of exercise (layers, a loss, autograd
-operations and a graph walk; 1, 2, 1 and 5 exercises): running them for all thirteen would
+operations and a graph walk; 1, 2, 1 and 5 exercises): running them for all fifteen would
 double the suite's time (its budget is 15 minutes on 2 cores); ``TINYNN_AUTOGRADE_ALL=1`` runs
-them for all thirteen. For every notebook, the
+them for all fifteen. For every notebook, the
 solution's hidden tests run in both nbval passes (a failing one raises: that notebook's test
 fails), and tests/test_grading.py checks the hidden tests on right, wrong and borrowed code.
 """
@@ -37,8 +37,8 @@ from traitlets.config import Config  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 ALSO_RIGHT_AND_WRONG = ("01", "02", "03", "11")  # a layer, two, a loss, autograd: 4 kinds
-if os.environ.get("TINYNN_AUTOGRADE_ALL"):  # all thirteen (about 8 more minutes of CPU)
-    ALSO_RIGHT_AND_WRONG = tuple(f"{n:02d}" for n in range(13))
+if os.environ.get("TINYNN_AUTOGRADE_ALL"):  # all fifteen, 00-14 (many more minutes of CPU)
+    ALSO_RIGHT_AND_WRONG = tuple(f"{n:02d}" for n in range(15))
 AGREE_WITH_TINYNN_GRADE = ("02",)  # docs/DESIGN.md §5: both graders give the same points
 COURSE = sorted((ROOT / "notebooks").glob("*.ipynb"))
 CONFIG = ROOT / "notebooks" / "nbgrader_config.py"
@@ -61,6 +61,7 @@ PLANTED = {
     "10": (".max(axis=(2, 4))", ".mean(axis=(2, 4))"),
     "11": ("b.grad += unbroadcast(out.grad, b.shape)", "b.grad -= unbroadcast(out.grad, b.shape)"),
     "12": ("return x[order], y[order]", "return x[order], y"),
+    "13": ("smoothed.sum(axis=1, keepdims=True)", "smoothed.sum(axis=0, keepdims=True)"),
     "14": ("masked = np.where(mask, scores, -np.inf)", "masked = np.where(mask.T, scores, -np.inf)"),
 }
 

@@ -41,6 +41,7 @@ from .n08_generalisation import check_dropout
 from .n09_convolutions import check_col2im
 from .n11_autograd import check_op, check_pick, check_topological_order
 from .n12_debugging import check_dead_fraction, check_inference, check_scaling, check_shuffle
+from .n13_language_models import check_bigram_optimum, check_embedding_backward
 from .n14_attention import (check_attention_backward, check_causal_softmax,
                             check_layer_norm_backward)
 from .spec import registry
@@ -51,4 +52,5 @@ __all__ = ["check_layer", "check_loss", "check_optimizer", "check_function", "ch
            "check_shuffle", "check_scaling", "check_dead_fraction", "check_inference",
            "check_dropout", "check_he_init", "check_confusion_matrix", "check_precision_recall",
            "check_lr_range_test", "check_causal_softmax", "check_attention_backward",
-           "check_layer_norm_backward", "expect", "registry"]
+           "check_layer_norm_backward", "check_bigram_optimum", "check_embedding_backward",
+           "expect", "registry"]

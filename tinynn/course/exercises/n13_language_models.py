@@ -136,6 +136,4 @@ EMBEDDING_BACKWARD = Exercise(
     reference=Embedding,
     trials=dict(batch=3, time=4, num_embeddings=6, dim=5),
     hidden=dict(batch=4, time=7, num_embeddings=9, dim=3))
-# Not registered yet: notebooks/13_language_models.ipynb, whose check cells grade these two, is
-# not written. When it is, list them: EXERCISES = (BIGRAM_OPTIMUM, EMBEDDING_BACKWARD).
-EXERCISES = ()
+EXERCISES = (BIGRAM_OPTIMUM, EMBEDDING_BACKWARD)
