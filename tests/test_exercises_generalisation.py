@@ -274,6 +274,10 @@ def after(self, param, grad):
     param *= 1 - self.lr * self.weight_decay
 
 
+def no_decay(self, param, grad):
+    tn.Adam.update(self, param, grad)
+
+
 def borrowed_adam(cls):
     """A candidate that borrows Adam's update for the Adam part (fields Adam needs)."""
     cls.fast = False
@@ -281,7 +285,7 @@ def borrowed_adam(cls):
 
 
 @pytest.mark.parametrize("mistake, words", [(as_l2, "Adam + L2"), (without_lr, "multiply λ by the learning rate"),
-                                            (after, "decay it first")])
+                                            (after, "decay first"), (no_decay, "plain Adam's")])
 def test_check_optimizer_names_adamw_mistakes(capsys, mistake, words):
     candidate = borrowed_adam(adamw_update(mistake))
     passed, out = verdict(capsys, check_optimizer, candidate, tn.AdamW, lr=0.1, weight_decay=0.1)

@@ -90,11 +90,12 @@ def endless_batches(x, y, batch_size, seed):
 
 def range_test(spacing="geometric", smoothing=True, corrected=True, stop=True, restore=True,
                stop_before_recording=False):
-    """A range test written the way a student would, with one of the mistakes switched on."""
+    """A range test written the way a student would, with one of the mistakes switched on
+    (``restore``: True for the net and the optimizer, "net" for the weights only)."""
     def my_lr_range_test(model, x, y, lr_min, lr_max, num_steps, batch_size=64, seed=0,
                          beta=0.98, diverge_factor=4.0):
         batches = endless_batches(x, y, batch_size, seed)
-        snapshot = model.net.state_dict()
+        snapshot, saved_optimizer = model.net.state_dict(), model.optimizer.snapshot()
         lrs, losses, average, best = [], [], 0.0, np.inf
         for i in range(num_steps):
             if spacing == "linear":
@@ -118,6 +119,8 @@ def range_test(spacing="geometric", smoothing=True, corrected=True, stop=True, r
                 break
         if restore:
             model.net.load_state_dict(snapshot)
+        if restore is True:
+            model.optimizer.restore(saved_optimizer)
         return lrs, losses
     return my_lr_range_test
 
@@ -136,6 +139,7 @@ RANGE_BUGS = [
     (range_test(stop=False), "never stops early"),
     (range_test(stop_before_recording=True), "record the step, then stop"),
     (range_test(restore=False), "forgot to restore the initial weights"),
+    (range_test(restore="net"), "the optimizer keeps its learning rate"),
     (lambda *args: None, NOT_DONE),
     (_range_not_done, NOT_DONE),
     (lambda *args: range_test()(*args)[0], "return two lists"),

@@ -700,3 +700,17 @@ def plot_embeddings(table, chars, ax=None, title="character embeddings (first 2 
     ax.set_ylabel("component 2")
     ax.set_title(title)
     return fig
+
+
+# ============================================================================ notebook 08 (generalisation)
+def plot_loss_runs(runs, title, ax=None):
+    """Training loss (dashed) and validation loss (solid) per epoch, one colour per run: ``runs``
+    maps a label to a ``fit`` history (its ``"loss"`` and ``"val_loss"``); log scale."""
+    fig, ax = _new_axes(ax, (7.5, 3.4))
+    for i, (label, history) in enumerate(runs.items()):
+        epochs = np.arange(1, len(history["loss"]) + 1)
+        ax.plot(epochs, history["val_loss"], color=f"C{i}", label=f"{label}: validation")
+        ax.plot(epochs, history["loss"], color=f"C{i}", ls="--", lw=1, label=f"{label}: training")
+    ax.set(xlabel="epoch", ylabel="loss", yscale="log", title=title)
+    ax.legend(fontsize=7, ncol=2)
+    return fig

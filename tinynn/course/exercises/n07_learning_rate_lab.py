@@ -16,7 +16,7 @@ from ...losses import SoftmaxCrossEntropy
 from ...lr_finder import MovingAverage, lr_range_test
 from ...model import Model
 from ...net import Net
-from ...optimizers import SGD
+from ...optimizers import SGD, Momentum
 from .compare import _expect, _same
 from .core import SEED, Failed, NotDone, _name, _run
 from .spec import Exercise, visible_defaults
@@ -32,8 +32,10 @@ def check_lr_range_test(candidate, smoothing=0.98, diverge_factor=4.0, *,
     weights drawn from ``seed``, the test run with ``settings``): rates growing geometrically from
     lr_min to lr_max, the loss smoothed by a bias-corrected moving average (β = ``smoothing``), a
     stop as soon as the smoothed loss exceeds ``diverge_factor`` × its minimum so far, and the
-    initial weights restored. Linear spacing, no smoothing, a missing bias correction, no early
-    stop and weights left as trained are named."""
+    initial weights restored, and the optimizer too (a second run with a Momentum optimizer that
+    has already taken a few steps: its step count, velocities and learning rate must come back).
+    Linear spacing, no smoothing, a missing bias correction, no early stop, weights left as
+    trained and an optimizer left at the sweep's last rate and velocities are named."""
     def run():
         a = settings
         x, y, start, fresh = _range_problem(seed)
@@ -48,10 +50,12 @@ def check_lr_range_test(candidate, smoothing=0.98, diverge_factor=4.0, *,
         _check_smoothing(losses, raw, smoothing)
         _check_stop(len(lrs), len(ref.lrs), a["num_steps"], diverge_factor)
         _check_restored(model.net.state_dict(), start)
+        _check_optimizer_restored(candidate, x, y, fresh, a)
         _expect("the learning rates", lrs, ref.lrs)
         _expect("the smoothed losses", losses, ref.losses)
         return (f"{len(lrs)} rates from {lrs[0]:g} growing geometrically, smoothed losses and the "
-                f"stop at {diverge_factor:g}× the minimum match lr_range_test; weights restored")
+                f"stop at {diverge_factor:g}× the minimum match lr_range_test; weights and "
+                "optimizer restored")
     return _run(_name(candidate), run, seed)
 
 
@@ -184,6 +188,39 @@ def _check_restored(after, start):
                      "BatchNorm's running statistics) and saved = model.optimizer.snapshot() "
                      "(its step count and moments); after it, "
                      "model.net.load_state_dict(snapshot) and model.optimizer.restore(saved)")
+
+
+def _check_optimizer_restored(candidate, x, y, fresh, a):
+    """Run the candidate on a model whose optimizer has state (Momentum, after a few ordinary
+    steps): its step count, velocities and learning rate must be as they were before the test.
+    Plain SGD has none, so the first run cannot tell; a test used before Adam would leave it
+    the sweep's moments and the exploding rate."""
+    model = fresh()
+    model.optimizer = Momentum(lr=0.01, momentum=0.9)
+    for xb, yb in BatchIterator(x, y, a["batch_size"], shuffle=True, seed=a["seed"] + 1):
+        model.train_step(xb, yb)   # one epoch: velocities and a step count to protect
+    before = model.optimizer.snapshot()
+    candidate(model, x.copy(), y.copy(), a["lr_min"], a["lr_max"], a["num_steps"],
+              a["batch_size"], a["seed"])
+    after = vars(model.optimizer)
+    same_state = (set(after["state"]) == set(before["state"])
+                  and all(np.array_equal(u, v) for key in before["state"]
+                          for u, v in zip(after["state"][key], before["state"][key])))
+    if after["_lr"] == before["_lr"] and after["t"] == before["t"] and same_state:
+        return
+    left = []
+    if after["_lr"] != before["_lr"]:
+        left.append(f"its learning rate {after['_lr']:.3g} (the sweep's last rate, not "
+                    f"{before['_lr']:g})")
+    if after["t"] != before["t"]:
+        left.append(f"its step count {after['t']} (not {before['t']})")
+    if not same_state:
+        left.append("the sweep's velocities")
+    raise Failed("the weights come back, but the optimizer keeps " + ", ".join(left) + ": "
+                 "the next training step would run at the rate that made the loss explode, "
+                 "with momenta from the sweep. Save saved = model.optimizer.snapshot() before "
+                 "the loop and call model.optimizer.restore(saved) after it (checked with a "
+                 "Momentum optimizer that had already taken a few steps)")
 
 
 LR_RANGE_TEST = Exercise(

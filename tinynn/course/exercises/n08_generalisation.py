@@ -33,6 +33,11 @@ def _adamw_decay_after_step(self, param, grad):
     param *= 1.0 - self.lr * self.weight_decay
 
 
+def _adamw_no_decay(self, param, grad):
+    """Plain Adam: with ``decoupled_weight_decay = True`` step adds no λθ, and update forgot it."""
+    Adam.update(self, param, grad)
+
+
 def _adamw_decay_without_lr(self, param, grad):
     param *= 1.0 - self.weight_decay
     Adam.update(self, param, grad)
@@ -46,8 +51,13 @@ ADAMW_MISTAKES = [
     (_adamw_decay_without_lr,
      "your decay is θ ← (1 − λ)θ: multiply λ by the learning rate, θ ← θ − ηλθ"),
     (_adamw_decay_after_step,
-     "you decay θ after the Adam step; decay it first (θ ← θ − ηλθ, then the Adam "
-     "step), as PyTorch does — a small difference, but the rule is the rule"),
+     "you decay θ after the Adam step, so the decay also shrinks the step: with "
+     "s = m̂/(√v̂ + ε), (θ − ηs)(1 − ηλ) = θ − ηs − ηλθ + η²λs, one term too many. In AdamW's formula "
+     "θ ← θ − η(s + λθ) the λθ is the θ from before the step: decay first (θ ← θ − ηλθ), "
+     "then the Adam step with g, as PyTorch does"),
+    (_adamw_no_decay,
+     "your updates are plain Adam's: with decoupled_weight_decay = True, step no longer "
+     "adds λθ to the gradient, so update must apply the formula's −ηλθ itself, in place"),
 ]
 
 
