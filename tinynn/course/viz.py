@@ -131,6 +131,18 @@ def _predicted(model, x):
 
 
 # ============================================================================ digits
+def _image_grid(n, ncols, size):
+    """A figure of ``n`` square panels in rows of ``ncols`` (``size`` inches each), every axis
+    off; returns (figure, the n panels in reading order)."""
+    ncols = max(1, min(ncols, n))
+    nrows = -(-n // ncols)
+    fig, axes = _pyplot().subplots(nrows, ncols, figsize=(size * ncols, size * nrows * 1.15),
+                                   squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    return fig, list(axes.flat)[:n]
+
+
 def show_digits(images, labels=None, predictions=None, ncols=10, size=1.1):
     """A grid of images (n, 784) or (n, 28, 28), titled with their labels; with ``predictions``
     (class indices or network outputs) each title shows the prediction, in red when it is wrong.
@@ -141,14 +153,8 @@ def show_digits(images, labels=None, predictions=None, ncols=10, size=1.1):
     images = images.reshape(n, side, side)
     predicted = None if predictions is None else predicted_classes(predictions)
     truth = None if labels is None else as_labels(labels)
-    ncols = max(1, min(ncols, n))
-    nrows = -(-n // ncols)
-    fig, axes = _pyplot().subplots(nrows, ncols, figsize=(size * ncols, size * nrows * 1.15),
-                                   squeeze=False)
-    for i, ax in enumerate(axes.flat):
-        ax.axis("off")
-        if i >= n:
-            continue
+    fig, panels = _image_grid(n, ncols, size)
+    for i, ax in enumerate(panels):
         ax.imshow(images[i], cmap="gray_r", vmin=0, vmax=max(1.0, float(images[i].max())))
         if predicted is not None:
             wrong = truth is not None and predicted[i] != truth[i]
@@ -601,14 +607,8 @@ def show_weight_images(w, n=None, ncols=10, size=1.1, titles=None):
     w = np.asarray(w, dtype=np.float64)
     n = w.shape[1] if n is None else min(n, w.shape[1])
     side = int(round(math.sqrt(w.shape[0])))
-    ncols = max(1, min(ncols, n))
-    nrows = -(-n // ncols)
-    fig, axes = _pyplot().subplots(nrows, ncols, figsize=(size * ncols, size * nrows * 1.15),
-                                   squeeze=False)
-    for i, ax in enumerate(axes.flat):
-        ax.axis("off")
-        if i >= n:
-            continue
+    fig, panels = _image_grid(n, ncols, size)
+    for i, ax in enumerate(panels):
         image = w[:, i].reshape(side, side)
         limit = max(float(np.abs(image).max()), 1e-12)
         ax.imshow(image, cmap="RdBu_r", vmin=-limit, vmax=limit)
