@@ -130,24 +130,6 @@ def test_gelu_is_close_to_exact_x_phi_x():
     np.testing.assert_allclose(tn.GELU().forward(x), elementwise(gelu_exact)(x), atol=1e-3)
 
 
-@pytest.mark.parametrize("dtype, rtol", [(np.float64, 1e-13), (np.float32, 1e-5)])
-def test_gelu_fast_backward_matches_the_textbook_and_keeps_what_forward_saved(dtype, rtol):
-    rng = np.random.default_rng(3)
-    x = (rng.standard_normal((4, 6, 8)) * 3).astype(dtype)
-    grad = rng.standard_normal(x.shape).astype(dtype)
-    fast, textbook = tn.GELU(), tn.GELU()
-    textbook.fast = False
-    fast.forward(x.copy())
-    textbook.forward(x.copy())
-    saved = [a.copy() for a in fast.saved_tensors]
-    dx = fast.backward(grad.copy())
-    assert dx.dtype == dtype
-    np.testing.assert_allclose(dx, textbook.backward(grad.copy()), rtol=rtol, atol=rtol)
-    for before, after in zip(saved, fast.saved_tensors):   # the fast path writes only its own
-        np.testing.assert_array_equal(before, after)
-    np.testing.assert_array_equal(fast.backward(grad.copy()), dx)
-
-
 class WrongConstantGELU(tn.GELU):
     """A plausible student mistake: 0.05 instead of 0.044715. The derivative uses the same
     constant, so it is consistent with this (wrong) forward and gradcheck cannot notice."""

@@ -249,7 +249,6 @@ class GELU(Layer):
 
     C = float(np.sqrt(2.0 / np.pi))
     A = 0.044715
-    fast = True  # False: run the textbook backward (same numbers to float rounding, slower)
 
     def forward(self, x, training=True):
         check_float_input(x, self)
@@ -259,30 +258,9 @@ class GELU(Layer):
         return 0.5 * x * (1.0 + t)
 
     def backward(self, grad):
-        if self.fast:
-            return self._fast_backward(grad)
         x, t = self.saved_tensors
         du_dx = self.C * (1.0 + 3.0 * self.A * x * x)
         return grad * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * du_dx)
-
-    # ------------------------------------------------------------ fast path
-    # The same formula in two buffers, in place: the textbook line allocates eight temporaries
-    # of the activation's size, which made GELU's backward a fifth of a GPT training step
-    # (benchmarks/bench.py's GPT section; tests/test_layers.py compares both paths).
-    def _fast_backward(self, grad):
-        x, t = self.saved_tensors
-        du_dx = x * x
-        du_dx *= 3.0 * self.A * self.C
-        du_dx += self.C                                   # √(2/π)(1 + 3·0.044715x²)
-        out = t * t
-        np.subtract(1.0, out, out=out)                    # 1 − tanh²u
-        out *= x
-        out *= du_dx
-        out += t
-        out += 1.0
-        out *= 0.5                                        # ½(1 + t) + ½x(1 − t²)u'
-        out *= grad
-        return out
 
 
 class Softplus(Layer):
