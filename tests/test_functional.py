@@ -1,4 +1,4 @@
-"""tinynn.functional's softmax family and tinynn.random.fork."""
+"""tinynn.functional's softmax family and matmul_rows, and tinynn.random.fork."""
 import numpy as np
 
 import tinynn as tn
@@ -14,6 +14,19 @@ def test_softmax_and_log_softmax_agree_with_the_definition_and_survive_huge_logi
         np.testing.assert_allclose(F.log_softmax(z, axis=axis), np.log(expected), rtol=1e-12)
     huge = np.array([[1e4, 0.0, -1e4]])
     assert np.all(np.isfinite(F.log_softmax(huge))) and F.softmax(huge)[0, 0] == 1.0
+
+
+def test_matmul_rows_is_x_at_w_for_any_leading_shape_and_any_memory_layout():
+    rng = np.random.default_rng(1)
+    w = rng.standard_normal((7, 3))
+    for shape in [(5, 7), (3, 4, 7), (2, 3, 4, 7), (0, 4, 7)]:
+        x = rng.standard_normal(shape)
+        y = F.matmul_rows(x, w)
+        assert y.shape == shape[:-1] + (3,)
+        np.testing.assert_allclose(y, x @ w, rtol=1e-12, atol=1e-12)
+    strided = rng.standard_normal((4, 7, 3)).transpose(0, 2, 1)    # (4, 3, 7), not contiguous
+    np.testing.assert_allclose(F.matmul_rows(strided, w), strided @ w, rtol=1e-12)
+    np.testing.assert_allclose(F.matmul_rows(x, w.T.copy().T), x @ w, rtol=1e-12)
 
 
 def test_fork_gives_the_block_its_own_stream_and_the_caller_its_own_back():

@@ -37,7 +37,7 @@ import numpy as np
 from . import initializers
 from .checks import check_float_dtype, check_float_input, check_int, check_number
 from .errors import CallOrderError, ShapeError
-from .functional import sigmoid
+from .functional import matmul_rows, sigmoid
 from .random import rng
 
 
@@ -158,7 +158,7 @@ class Dense(Layer):
                              f"{x.dtype}{hint}")
         if training:
             self.save_for_backward(x)
-        y = x @ w
+        y = matmul_rows(x, w)
         return y + self.params["b"] if self.bias else y
 
     def backward(self, grad, input_grad=True):
@@ -169,7 +169,7 @@ class Dense(Layer):
             self.grads["b"][...] = grad_rows.sum(axis=0)   # dL/db = Σ_rows G
         if not input_grad:                             # the net's first layer: dL/d(data) unused
             return None
-        return grad @ self.params["w"].T               # dL/dX = G wᵀ
+        return matmul_rows(grad, self.params["w"].T)  # dL/dX = G wᵀ
 
     def config(self):
         return {"units": self.units, "bias": self.bias}

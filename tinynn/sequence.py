@@ -25,7 +25,7 @@ import numpy as np
 from . import initializers
 from .checks import check_float_dtype, check_float_input, check_int, check_number
 from .errors import ConfigError, ShapeError
-from .functional import softmax
+from .functional import matmul_rows, softmax
 from .layers import Layer
 from .net import Net, call_backward, describe, join_path, leaf_layers
 from .random import rng
@@ -219,7 +219,7 @@ class MultiHeadAttention(Layer):
         if "wq" not in self.params:
             self.build(x.shape[2], self.dtype or x.dtype)
         p = self.params
-        q, k, v = (self.split_heads(x @ p["w" + n] + p.get("b" + n, 0)) for n in "qkv")
+        q, k, v = (self.split_heads(matmul_rows(x, p["w" + n]) + p.get("b" + n, 0)) for n in "qkv")
         scale = x.dtype.type(1.0 / np.sqrt(q.shape[-1]))
         scores = (q @ k.transpose(0, 1, 3, 2)) * scale             # (B, H, T, T)
         if self.causal:
@@ -228,14 +228,14 @@ class MultiHeadAttention(Layer):
         out = self.merge_heads(attention @ v)                       # (B, T, D)
         if training:
             self.save_for_backward(x, q, k, v, attention, out)
-        return out @ p["wo"] + p["bo"]
+        return matmul_rows(out, p["wo"]) + p["bo"]
 
     def backward(self, grad, input_grad=True):
         x, q, k, v, attention, out = self.saved_tensors
         p, g = self.params, self.grads
         scale = x.dtype.type(1.0 / np.sqrt(q.shape[-1]))
         _dense_grads(g, "o", out, grad)                             # dL/dwo, dL/dbo
-        d_out = self.split_heads(grad @ p["wo"].T)                  # dO, per head
+        d_out = self.split_heads(matmul_rows(grad, p["wo"].T))                  # dO, per head
         d_attention = d_out @ v.transpose(0, 1, 3, 2)               # dA = dO Vᵀ
         d_v = attention.transpose(0, 1, 3, 2) @ d_out               # dV = Aᵀ dO
         d_scores = attention * (d_attention
@@ -246,7 +246,7 @@ class MultiHeadAttention(Layer):
             _dense_grads(g, name, x, self.merge_heads(d))
         if not input_grad:
             return None
-        return sum(self.merge_heads(d) @ p["w" + n].T for n, d in zip("qkv", (d_q, d_k, d_v)))
+        return sum(matmul_rows(self.merge_heads(d), p["w" + n].T) for n, d in zip("qkv", (d_q, d_k, d_v)))
 
     def config(self):
         return {"num_heads": self.num_heads, "causal": self.causal}
