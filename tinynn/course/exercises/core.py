@@ -35,7 +35,8 @@ def expect(claim, holds, got=None):
     What they *teach* can: "the loss fell", "accuracy ≥ 97.5%". The ✔ line holds no volatile
     number, so it is the same on every machine, and a ✘ line (with the value that broke the claim)
     makes the notebook's test fail. It never raises: a student's experiment carries on.
-    Returns whether the claim held."""
+    It returns nothing, so a cell that ends with it shows only the verdict line (no stray
+    ``True`` under it)."""
     try:
         holds = bool(holds)
     except Exception as e:  # e.g. the truth value of an array: say so instead of crashing
@@ -44,7 +45,6 @@ def expect(claim, holds, got=None):
         print(f"✔ {claim}")
     else:
         print(f"✘ {claim} — got {got}" if got is not None else f"✘ {claim}")
-    return holds
 
 
 def _run(what, check, seed=SEED):
