@@ -278,3 +278,23 @@ def test_notebook_13_plots_draw_every_character():
     assert len(fig.axes[0].texts) == 2 * 16
     fig = viz.plot_embeddings(np.random.default_rng(0).standard_normal((4, 5)), chars)
     assert [t.get_text() for t in fig.axes[0].texts] == list(chars)
+
+
+# ---------------------------------------------------------------- notebook 09: channels
+def test_multichannel_conv_draws_every_channel_its_kernel_slice_and_the_output_pixel():
+    rng = np.random.default_rng(0)
+    x, w = rng.integers(0, 3, (5, 5, 3)), rng.integers(-1, 2, (3, 3, 3, 2))
+    y = rng.integers(-5, 6, (3, 3, 2))
+    fig = viz.draw_multichannel_conv(x, w, y, at=(1, 2), f=1)
+    top, bottom = fig.axes[:4], fig.axes[4:]
+    assert [ax.get_title() for ax in top[:3]] == [f"input channel {c}" for c in range(3)]
+    assert top[3].get_title() == "output map 1"
+    for c, ax in enumerate(top[:3]):                     # the window: 3×3 at row 1, column 2
+        (box,) = ax.patches
+        assert (box.get_xy(), box.get_width(), box.get_height()) == ((1.5, 0.5), 3, 3)
+        np.testing.assert_array_equal(ax.images[0].get_array(), x[:, :, c])
+    for c in range(3):                                   # filter 1's slice for each channel
+        (ax,) = [a for a in bottom if a.get_title() == f"filter 1: slice for channel {c}"]
+        np.testing.assert_array_equal(ax.images[0].get_array(), w[:, :, c, 1])
+    assert top[3].patches[0].get_width() == 1
+    plt.close(fig)

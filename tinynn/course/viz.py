@@ -714,3 +714,25 @@ def plot_loss_runs(runs, title, ax=None):
     ax.set(xlabel="epoch", ylabel="loss", yscale="log", title=title)
     ax.legend(fontsize=7, ncol=2)
     return fig
+
+
+# notebook 09: one output pixel of a multi-channel convolution
+def draw_multichannel_conv(x, w, y, at, f=0):
+    """How one output pixel sees all C channels: top row, the C input channels of ``x``
+    (H, W, C) with the k×k window at ``at = (row, col)`` outlined, and output map ``f`` of ``y``
+    (H_out, W_out, F) with that pixel outlined; bottom row, filter f's C kernel slices
+    ``w[:, :, c, f]``. The filter is a k×k×C block: each slice meets its own channel and the C
+    window sums add up to one number, y[row, col, f] = b[f] + Σ_c Σ_ij x[row+i, col+j, c]·w[i, j, c, f].
+    Returns the figure."""
+    plt = _pyplot()
+    k, channels, (r, c) = w.shape[0], w.shape[2], at
+    fig, axes = plt.subplots(2, channels + 1, figsize=(2.6 * (channels + 1), 5.6))
+    for ch in range(channels):
+        draw_matrix(axes[0, ch], x[:, :, ch], f"input channel {ch}", box=(r, c, k, k), cmap="gray")
+        draw_matrix(axes[1, ch], w[:, :, ch, f], f"filter {f}: slice for channel {ch}", cmap="RdBu_r")
+    draw_matrix(axes[0, channels], y[:, :, f], f"output map {f}", box=(r, c, 1, 1), cmap="Oranges")
+    axes[1, channels].axis("off")
+    axes[1, channels].text(0.5, 0.5, "sum over the\nchannels' windows\n= one output pixel",
+                           ha="center", va="center", fontsize=11)
+    fig.tight_layout()
+    return fig
