@@ -748,8 +748,11 @@ def plot_batchnorm_runs(runs, window=10):
         row[0].legend(fontsize=8)
     drawn = np.concatenate([line.get_ydata() for ax in axes[:, 1:].ravel() for line in ax.lines])
     drawn = drawn[np.isfinite(drawn)]
+    from matplotlib.ticker import LogLocator
     for ax in axes[:, 1:].ravel():
         _plain_log_axis(ax)
+        ax.yaxis.set_major_locator(LogLocator(subs=(1, 2, 5)))
+        ax.yaxis.set_major_formatter("{x:g}")
         ax.set_ylim(drawn.min() / 1.3, drawn.max() * 1.3)
     for ax in axes[-1]:
         ax.set_xlabel("step")
