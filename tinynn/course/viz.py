@@ -736,3 +736,48 @@ def draw_multichannel_conv(x, w, y, at, f=0):
                            ha="center", va="center", fontsize=11)
     fig.tight_layout()
     return fig
+
+
+# ======================================================== notebook 10: BatchNorm with and without
+def plot_batchnorm_runs(runs, window=10):
+    """Notebook 10's experiment, one row per learning rate: the training loss of the plain net
+    and of the BatchNorm net (every step faint, a running mean over ``window`` steps bold; the
+    legend gives the mean of the last 50 steps), then for each net the activation std of its
+    hidden layers — the ReLUs' outputs on the probe batch, one line per layer, as
+    ``tn.LayerStats`` recorded them (one scale for all these panels). ``runs[lr, name] =
+    (history, stats)``, name "plain" or "BatchNorm"; returns the figure."""
+    lrs = sorted({lr for lr, _ in runs})
+    fig, axes = _pyplot().subplots(len(lrs), 3, figsize=(13, 3.3 * len(lrs)), squeeze=False,
+                                   sharex=True)
+    shades = _pyplot().get_cmap("viridis")
+    for row, lr in zip(axes, lrs):
+        for i, name in enumerate(("plain", "BatchNorm")):
+            history, stats = runs[lr, name]
+            loss = np.asarray(history["step_loss"], dtype=float)
+            steps = np.arange(1, len(loss) + 1)
+            row[0].plot(steps, loss, color=f"C{i}", alpha=0.25, lw=0.8)
+            row[0].plot(steps[window - 1:], np.convolve(loss, np.ones(window) / window, "valid"),
+                        color=f"C{i}", label=f"{name}: {np.mean(loss[-50:]):.2f} (last 50 steps)")
+            hidden = [k for k, layer in enumerate(stats.layers) if "ReLU" in layer]
+            for depth, k in enumerate(hidden):
+                std = np.asarray(stats.history["std"][k], dtype=float)
+                row[1 + i].plot(stats.steps, np.where(std > 0, std, np.nan),
+                                color=shades(0.85 * depth / max(len(hidden) - 1, 1)),
+                                label=f"hidden layer {depth + 1}")
+            row[1 + i].set_title(f"{name}, η = {lr:g}: activation std, per hidden layer",
+                                 fontsize=9)
+        row[0].set_title(f"η = {lr:g}: training loss", fontsize=9)
+        row[0].legend(fontsize=8)
+    drawn = np.concatenate([line.get_ydata() for ax in axes[:, 1:].ravel() for line in ax.lines])
+    drawn = drawn[np.isfinite(drawn)]
+    from matplotlib.ticker import LogLocator
+    for ax in axes[:, 1:].ravel():
+        _plain_log_axis(ax)
+        ax.yaxis.set_major_locator(LogLocator(subs=(1, 2, 5)))
+        ax.yaxis.set_major_formatter("{x:g}")
+        ax.set_ylim(drawn.min() / 1.3, drawn.max() * 1.3)
+    for ax in axes[-1]:
+        ax.set_xlabel("step")
+    axes[0, 2].legend(fontsize=7)
+    fig.tight_layout()
+    return fig
