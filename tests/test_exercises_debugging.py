@@ -105,3 +105,24 @@ def test_batch_dependency_charts_which_samples_mix():
     assert np.abs(dx.sum(axis=0)).max() < 1e-12
     assert all(np.array_equal(a, np.asarray(b)) for a, b in zip(before, batchnorm.state_dict().values()))
     assert tn.random.rng().bit_generator.state == state      # the dropout masks drew nothing
+
+
+def test_the_mysteries_carry_their_planted_bugs():
+    """Notebook 12's mystery pipelines (the answer key is in notebooks/TEACHING.md): 1 scales
+    the pixels a second time, 2 flattens with a batch-mixing reshape, 3 transposes the training
+    images only. Checked on random 'images', without training."""
+    from tinynn.course.mysteries import make_mysteries
+    rng = np.random.default_rng(0)
+    x_train, x_val = rng.random((40, 784)).astype(np.float32), rng.random((10, 784)).astype(np.float32)
+    y_train, y_val = rng.integers(0, 10, 40), rng.integers(0, 10, 10)
+    first, second, third = make_mysteries(x_train, y_train, x_val, y_val)
+    assert first.x_train.max() <= 1 / 255 and np.allclose(first.x_val * 255, x_val)
+    assert np.array_equal(second.x_train.reshape(40, -1), x_train)
+    images = x_train.reshape(-1, 28, 28)
+    assert np.array_equal(third.x_train.reshape(-1, 28, 28), images.transpose(0, 2, 1))
+    assert np.array_equal(third.x_val, x_val)
+    for mystery, mixes in ((first, False), (second, True), (third, False)):
+        model = mystery.model()
+        model.net(mystery.x_train[:2])
+        dx = tn.batch_dependency(model.net, mystery.x_train[:6], 0)
+        assert bool(np.any(dx[1:])) == mixes, mystery.name
