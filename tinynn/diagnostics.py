@@ -6,6 +6,7 @@ turn the usual suspects into a verdict with the expected and the actual number:
     tn.initial_loss_check(model, x, y)     untrained classifier: loss ≈ ln C (C classes)
     tn.overfit_batch(model, x[:32], y[:32])  can the pipeline memorise one small batch?
     tn.gradcheck_net(net, loss, x, y)      the whole net's backward against finite differences
+    tn.batch_dependency(net, x, i)         does sample i's output depend on the OTHER samples?
     tn.activation_stats(net, x)            per layer: mean, std, fraction of dead units
     tn.dead_fraction(h)                    units that are 0 for every sample of a batch
     tn.LayerStats(x_probe)                 a fit callback recording those, the parameter
@@ -217,6 +218,27 @@ def _parameter_errors(net, f, h, samples, picker):
             errors[f"{where}.{name}"] = relative_error(analytic.reshape(-1)[chosen],
                                                    numeric.reshape(-1)[chosen])
     return errors
+
+
+# ================================================================ the batch dependency
+def batch_dependency(net, x, i=0):
+    """Karpathy's check that a net keeps the samples of a batch apart ("use backprop to chart
+    dependencies"): the gradient of the sum of output row ``i``, after a *training* forward of
+    the whole batch ``x``, with respect to every row of ``x`` (an array of ``x``'s shape).
+
+    Row i says how sample i's output depends on its own input. Every other row must be exactly
+    0 for a net that treats each sample on its own (Dense, ReLU, Dropout, Conv2D): a non-zero
+    row j means sample j's input changes sample i's output — BatchNorm in training mode (by
+    design), or a reshape or transpose that mixes the batch (a bug). Runs in float64 on a deep
+    copy, with the caller's random generator left where it was: the net, its BatchNorm running
+    statistics and the notebook's random numbers do not change."""
+    net64 = float64_copy(net)
+    x = np.array(x, dtype=np.float64)
+    with tn_random.fork():
+        out = net64.forward(x, training=True)
+    seed = np.zeros_like(out)
+    seed[i] = 1.0
+    return net64.backward(seed)
 
 
 # ================================================================ activations and updates

@@ -21,6 +21,7 @@ the reference version. Everything is seeded, so a check prints the same words ev
     check_dropout(MyDropout)                  # a dropout layer: random, so checked by its rules
     check_confusion_matrix(my_confusion_matrix)   # (logits, labels, n_classes) -> counts
     check_precision_recall(my_precision_recall)   # counts -> (precision, recall)
+    check_batch_dependency(my_batch_dependency, tn.batch_dependency)   # d(row i's sum)/d(batch)
 
 ``expect`` checks what an experiment teaches, for results no two machines print digit for digit
 (anything trained): ``expect("test accuracy is at least 97.5%", accuracy >= 0.975, f"{accuracy:.2%}")``.
@@ -40,7 +41,8 @@ from .n07_learning_rate_lab import check_lr_range_test
 from .n08_generalisation import check_dropout
 from .n09_convolutions import check_col2im
 from .n11_autograd import check_op, check_pick, check_topological_order
-from .n12_debugging import check_dead_fraction, check_inference, check_scaling, check_shuffle
+from .n12_debugging import (check_batch_dependency, check_dead_fraction, check_inference,
+                            check_scaling, check_shuffle)
 from .n13_language_models import check_bigram_optimum, check_embedding_backward
 from .n14_attention import (check_attention_backward, check_causal_softmax,
                             check_layer_norm_backward)
@@ -50,6 +52,7 @@ __all__ = ["check_layer", "check_loss", "check_optimizer", "check_function", "ch
            "check_skip_backward",
            "check_op", "check_pick", "check_topological_order", "check_col2im",
            "check_shuffle", "check_scaling", "check_dead_fraction", "check_inference",
+           "check_batch_dependency",
            "check_dropout", "check_he_init", "check_confusion_matrix", "check_precision_recall",
            "check_lr_range_test", "check_causal_softmax", "check_attention_backward",
            "check_layer_norm_backward", "check_bigram_optimum", "check_embedding_backward",

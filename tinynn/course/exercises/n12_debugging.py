@@ -1,21 +1,25 @@
 """Notebook 12 (debugging a network): ``check_shuffle``, ``check_scaling``,
-``check_dead_fraction`` and ``check_inference``, and the exercises shuffle, scaling,
-dead_fraction, evaluate and dense_backward (notebook 01's Dense, checked again by ``check_layer``).
+``check_dead_fraction``, ``check_inference`` and ``check_batch_dependency``, and the exercises
+shuffle, scaling, dead_fraction, evaluate, batch_dependency and dense_backward (notebook 01's
+Dense, checked again by ``check_layer``).
 
 Each check builds a small input whose right answer is known by construction (row i of the data
 holds 3i, 3i + 1, 3i + 2; chosen units are dead) and names the bug that a wrong answer reveals.
 """
+import copy
 import dataclasses
 
 import numpy as np
 
 from ... import random as tn_random
-from ...diagnostics import dead_fraction
-from ...layers import Dense, Dropout, ReLU
+from ...diagnostics import batch_dependency, dead_fraction
+from ...errors import CallOrderError
+from ...layers import Dense, Dropout, Layer, ReLU
 from ...metrics import accuracy
 from ...model import Model
 from ...net import Net
-from .compare import _first_mismatch
+from ...norm import BatchNorm
+from .compare import _close, _first_mismatch
 from .core import SEED, Failed, NotDone, _name, _run
 from .n01_dense import DENSE
 from .spec import Exercise, visible_defaults
@@ -175,6 +179,136 @@ def check_inference(candidate, *, seed=SEED):
     return _run(_name(candidate), run, seed)
 
 
+class _FlattenMixing(Layer):
+    """(N, a, b) → (N, a·b) written ``x.reshape(-1, N).T``: the shapes are right, but each row
+    takes pixels of several samples (a batch-mixing reshape, planted for the check)."""
+
+    def forward(self, x, training=True):
+        if training:
+            self.save_for_backward(x.shape)
+        return x.reshape(-1, len(x)).T
+
+    def backward(self, grad):
+        (shape,) = self.saved_tensors
+        return grad.T.reshape(shape)
+
+
+def _dependency_nets(shape):
+    """The check's three nets, for inputs of ``shape`` (batch, features): one that treats every
+    sample on its own, one with BatchNorm, one with a batch-mixing flatten (its input gets an
+    extra axis of 2). Each is built (an inference forward, which moves nothing) in float64."""
+    n, d = shape
+    nets = [("an MLP (Dense, ReLU, Dense)", Net([Dense(6), ReLU(), Dense(4)]), (n, d)),
+            ("an MLP with BatchNorm (Dense, BatchNorm, ReLU, Dense)",
+             Net([Dense(6), BatchNorm(), ReLU(), Dense(4)]), (n, d)),
+            ("a net whose flatten is x.reshape(-1, len(x)).T",
+             Net([_FlattenMixing(), Dense(6), ReLU(), Dense(4)]), (n, 2, d))]
+    return nets
+
+
+def _dependency_variant(net, x, i, seed_rows="row", scale=1.0):
+    """The batch dependency written with one planted mistake, to recognise a student's version:
+    ``seed_rows`` "all" (every row seeded: the whole batch's output) or "column" (output unit i
+    instead of sample i); ``scale`` (1/N: the gradient of a mean)."""
+    net = copy.deepcopy(net)
+    out = net.forward(x, training=True)
+    seed = np.zeros_like(out)
+    if seed_rows == "all":
+        seed[...] = 1
+    elif seed_rows == "column":
+        seed[:, i % out.shape[1]] = 1
+    else:
+        seed[i] = 1
+    return net.backward(seed * scale)
+
+
+BATCH_DEPENDENCY_MISTAKES = [
+    (dict(seed_rows="all"), "seeds EVERY row of the output with 1: that is the gradient of the "
+                            "whole batch's output, in which every row is non-zero whatever the "
+                            "net — seed only row i: np.zeros_like(out), then seed[i] = 1"),
+    (dict(seed_rows="column"), "seeds column i (output unit i of every sample) instead of row i "
+                               "(every output of sample i): seed[i] = 1, not seed[:, i] = 1"),
+    (dict(scale="mean"), "seeds row i with 1/N (the gradient of a batch mean): the sum of row "
+                         "i's outputs has gradient 1 for each of them"),
+]
+
+
+@visible_defaults
+def check_batch_dependency(candidate, reference, *, trials=((5, 4, 1), (6, 3, 5)),
+                           mistakes=BATCH_DEPENDENCY_MISTAKES, seed=SEED):
+    """Check ``my_batch_dependency(net, x, i) -> dx``: the gradient of the sum of output row
+    ``i`` of a training forward with respect to the whole batch ``x`` (x's shape), computed
+    without changing the net. Run on three nets (an MLP, where every row but i must be exactly
+    0; one with BatchNorm and one with a batch-mixing flatten, where they are not), for each
+    (batch, features, i) of ``trials``; a result equal to a variant of ``mistakes`` names it."""
+    def run():
+        rng = np.random.default_rng(seed)
+        for n, d, i in trials:
+            for what, net, shape in _dependency_nets((n, d)):
+                x = rng.standard_normal(shape)
+                net.forward(x, training=False)
+                _dependency_trial(candidate, reference, what, net, x, i, mistakes)
+        return (f"matches on {len(trials)} batches × 3 nets: every row but i is exactly 0 for "
+                "the MLP, and not for BatchNorm in training mode or the batch-mixing flatten")
+    return _run(_name(candidate), run, seed)
+
+
+def _dependency_trial(candidate, reference, what, net, x, i, mistakes):
+    where = f"for {what}, x of shape {x.shape}, i = {i}"
+    before = {k: np.array(v) for k, v in net.state_dict().items()}
+    given = x.copy()
+    try:
+        yours = candidate(net, given, i)
+    except CallOrderError:
+        raise Failed(f"{where}: net.backward found nothing saved — the forward ran in inference "
+                     "mode (net.forward(x) and net(x) default to training=False). Batch mixing "
+                     "by BatchNorm only happens in training mode, and backward needs a training "
+                     "forward: net.forward(x, training=True)") from None
+    if yours is None:
+        raise NotDone("my_batch_dependency returned None — `return` the gradient")
+    if not np.array_equal(given, x):
+        raise Failed(f"{where}: changed x in place: the check only reads it")
+    after = net.state_dict()
+    moved = [k for k, v in before.items() if not np.array_equal(np.asarray(after[k]), v)]
+    if moved:
+        raise Failed(f"{where}: changed the net ({', '.join(moved)}): a training forward moves "
+                     "BatchNorm's running statistics, and a check must not change what it "
+                     "checks — work on a copy, copy.deepcopy(net)")
+    yours = np.asarray(yours, dtype=np.float64)
+    if yours.shape in (x.shape[1:], (1,) + x.shape[1:]):
+        raise Failed(f"{where}: returned only row i (shape {yours.shape}); the point of the "
+                     f"check is the OTHER rows: return the gradient for the whole batch, shape "
+                     f"{x.shape}")
+    if yours.shape != x.shape:
+        raise Failed(f"{where}: returned shape {yours.shape}, expected x's shape {x.shape}: "
+                     "the gradient with respect to the whole input batch")
+    expected = np.asarray(reference(net, x, i), dtype=np.float64)
+    if _close(yours, expected):
+        again = np.asarray(candidate(net, x.copy(), i), dtype=np.float64)
+        if not np.array_equal(again, yours):
+            raise Failed(f"{where}: two calls gave different results: the seed array must start "
+                         "from np.zeros_like(out) (np.empty holds whatever was in memory)")
+        return
+    for flags, message in mistakes:
+        flags = dict(flags)
+        if flags.get("scale") == "mean":
+            flags["scale"] = 1.0 / len(x)
+        wrong = _dependency_variant(net, x, i, **flags)
+        if not _close(wrong, expected) and _close(yours, wrong):
+            raise Failed(f"{where}: {message}" + _first_mismatch(yours, expected))
+    others = np.delete(yours, i, axis=0)
+    if not np.any(np.delete(expected, i, axis=0)) and np.any(others):
+        raise Failed(f"{where}: rows other than i are non-zero, but this net treats every sample "
+                     "on its own, so sample i's output cannot depend on sample j's input: feed "
+                     "net.backward a gradient that is 1 in row i and 0 in every other row (not "
+                     "the gradient of the whole batch's output or loss)"
+                     + _first_mismatch(yours, expected))
+    if not np.any(yours[i]) and np.any(expected[i]):
+        raise Failed(f"{where}: row i is 0: seed row i of the output gradient with 1")
+    raise Failed(f"{where}: differs from the gradient of output row i's sum"
+                 + _first_mismatch(yours, expected))
+
+
 SHUFFLE = Exercise(
     "shuffle", ("shuffle_together",), check_shuffle,
     trials=dict(samples=20, shuffle_seed=0), hidden=dict(samples=31, shuffle_seed=5))
@@ -187,5 +321,9 @@ DEAD_FRACTION = Exercise(
     hidden=dict(shape=(9, 11), dead_units=(0, 3, 7, 10)))
 EVALUATE = Exercise(
     "evaluate", ("my_evaluate",), check_inference, forbidden=(Model.evaluate,))
+BATCH_DEPENDENCY = Exercise(
+    "batch_dependency", ("my_batch_dependency",), check_batch_dependency,
+    reference=batch_dependency, mistakes=dict(mistakes=BATCH_DEPENDENCY_MISTAKES),
+    trials=dict(trials=((5, 4, 1), (6, 3, 5))), hidden=dict(trials=((7, 5, 6), (4, 6, 0))))
 DENSE_BACKWARD = dataclasses.replace(DENSE, id="dense_backward")
-EXERCISES = (SHUFFLE, SCALING, DEAD_FRACTION, EVALUATE, DENSE_BACKWARD)
+EXERCISES = (SHUFFLE, SCALING, DEAD_FRACTION, EVALUATE, BATCH_DEPENDENCY, DENSE_BACKWARD)
