@@ -714,3 +714,61 @@ def plot_loss_runs(runs, title, ax=None):
     ax.set(xlabel="epoch", ylabel="loss", yscale="log", title=title)
     ax.legend(fontsize=7, ncol=2)
     return fig
+
+
+# ============================================================================ notebook 08: learning curve and λ sweep
+def plot_learning_curve(sizes, train_scores, val_scores, ax=None, ylabel="accuracy",
+                        title="learning curve: the same net, more data"):
+    """Training and validation score against the number of training examples (log x axis), the
+    gap between them shaded: a generalisation gap that closes as the data grows."""
+    fig, ax = _new_axes(ax, (6.5, 3.4))
+    ax.plot(sizes, train_scores, "o-", color="C0", label="training")
+    ax.plot(sizes, val_scores, "o-", color="C1", label="validation")
+    ax.fill_between(sizes, val_scores, train_scores, color="C3", alpha=0.15, label="the gap")
+    ax.set_xscale("log")
+    ax.set_xticks(sizes)
+    ax.set_xticklabels([f"{n:,}" for n in sizes])
+    ax.minorticks_off()
+    ax.set(xlabel="training examples (log scale)", ylabel=ylabel, title=title)
+    ax.legend(fontsize=8)
+    return fig
+
+
+def plot_sweep(values, train_losses, val_losses, ax=None, xlabel="weight decay λ",
+               title="choosing λ on the validation set", yscale="linear"):
+    """Final training and validation loss for each value of a setting, evenly spaced in the
+    order given (so a 0 fits beside 1, 3, 10); the best validation value is ringed. A linear y
+    axis shows the validation loss's U; ``yscale="log"`` shows the training loss's climb."""
+    fig, ax = _new_axes(ax, (6.5, 3.4))
+    positions = np.arange(len(values))
+    ax.plot(positions, train_losses, "o--", color="C0", label="training")
+    ax.plot(positions, val_losses, "o-", color="C1", label="validation")
+    best = int(np.argmin(val_losses))
+    ax.plot(positions[best], val_losses[best], "o", ms=14, mfc="none", mec="C3",
+            label=f"best on validation: {values[best]:g}")
+    ax.set_xticks(positions)
+    ax.set_xticklabels([f"{v:g}" for v in values])
+    ax.set(xlabel=xlabel, ylabel="loss" + (" (log scale)" if yscale == "log" else ""),
+           yscale=yscale, title=title)
+    ax.legend(fontsize=8)
+    return fig
+
+
+def plot_seed_spread(per_seed, labels=None, title="three seeds"):
+    """One panel per measure: each run's value for every seed (dots) and their mean (a bar).
+    ``per_seed`` maps a run's name to {measure: array of values, one per seed}."""
+    names = list(per_seed)
+    measures = list(per_seed[names[0]])
+    fig, axes = _pyplot().subplots(1, len(measures), figsize=(3.2 * len(measures), 2.8),
+                                   layout="constrained", squeeze=False)
+    for ax, measure in zip(axes[0], measures):
+        for i, name in enumerate(names):
+            values = np.asarray(per_seed[name][measure], dtype=float)
+            ax.plot([i - 0.25, i + 0.25], [values.mean()] * 2, color=f"C{i}", lw=2.5)
+            ax.plot(np.full(len(values), i), values, "o", color=f"C{i}", ms=5, alpha=0.7)
+        ax.set_xticks(range(len(names)))
+        ax.set_xticklabels(names)
+        ax.set_xlim(-0.6, len(names) - 0.4)
+        ax.set_title((labels or {}).get(measure, measure), fontsize=10)
+    fig.suptitle(title)
+    return fig
