@@ -781,3 +781,122 @@ def plot_batchnorm_runs(runs, window=10):
     axes[0, 2].legend(fontsize=7)
     fig.tight_layout()
     return fig
+
+
+# ============================================================================ notebook 08: learning curve and λ sweep
+def plot_learning_curve(sizes, train_scores, val_scores, ax=None, ylabel="accuracy",
+                        title="learning curve: the same net, more data"):
+    """Training and validation score against the number of training examples (log x axis), the
+    gap between them shaded: a generalisation gap that closes as the data grows."""
+    fig, ax = _new_axes(ax, (6.5, 3.4))
+    ax.plot(sizes, train_scores, "o-", color="C0", label="training")
+    ax.plot(sizes, val_scores, "o-", color="C1", label="validation")
+    ax.fill_between(sizes, val_scores, train_scores, color="C3", alpha=0.15, label="the gap")
+    ax.set_xscale("log")
+    ax.set_xticks(sizes)
+    ax.set_xticklabels([f"{n:,}" for n in sizes])
+    ax.minorticks_off()
+    ax.set(xlabel="training examples (log scale)", ylabel=ylabel, title=title)
+    ax.legend(fontsize=8)
+    return fig
+
+
+def plot_sweep(values, train_losses, val_losses, ax=None, xlabel="weight decay λ",
+               title="choosing λ on the validation set", yscale="linear"):
+    """Final training and validation loss for each value of a setting, evenly spaced in the
+    order given (so a 0 fits beside 1, 3, 10); the best validation value is ringed. A linear y
+    axis shows the validation loss's U; ``yscale="log"`` shows the training loss's climb."""
+    fig, ax = _new_axes(ax, (6.5, 3.4))
+    positions = np.arange(len(values))
+    ax.plot(positions, train_losses, "o--", color="C0", label="training")
+    ax.plot(positions, val_losses, "o-", color="C1", label="validation")
+    best = int(np.argmin(val_losses))
+    ax.plot(positions[best], val_losses[best], "o", ms=14, mfc="none", mec="C3",
+            label=f"best on validation: {values[best]:g}")
+    ax.set_xticks(positions)
+    ax.set_xticklabels([f"{v:g}" for v in values])
+    ax.set(xlabel=xlabel, ylabel="loss" + (" (log scale)" if yscale == "log" else ""),
+           yscale=yscale, title=title)
+    ax.legend(fontsize=8)
+    return fig
+
+
+def plot_seed_spread(per_seed, labels=None, title="three seeds"):
+    """One panel per measure: each run's value for every seed (dots) and their mean (a bar).
+    ``per_seed`` maps a run's name to {measure: array of values, one per seed}."""
+    names = list(per_seed)
+    measures = list(per_seed[names[0]])
+    fig, axes = _pyplot().subplots(1, len(measures), figsize=(3.2 * len(measures), 2.8),
+                                   layout="constrained", squeeze=False)
+    for ax, measure in zip(axes[0], measures):
+        for i, name in enumerate(names):
+            values = np.asarray(per_seed[name][measure], dtype=float)
+            ax.plot([i - 0.25, i + 0.25], [values.mean()] * 2, color=f"C{i}", lw=2.5)
+            ax.plot(np.full(len(values), i), values, "o", color=f"C{i}", ms=5, alpha=0.7)
+        ax.set_xticks(range(len(names)))
+        ax.set_xticklabels(names)
+        ax.set_xlim(-0.6, len(names) - 0.4)
+        ax.set_title((labels or {}).get(measure, measure), fontsize=10)
+    fig.suptitle(title)
+    return fig
+
+
+# ============================================================================ notebook 04: optimizer paths
+def draw_surface(ax, surface, paths, title=""):
+    """Contour plot of a 2-D surface with {label: path} drawn on top. ``surface`` is a dict with
+    the function ``f`` (works on a grid), ``xlim``, ``ylim``, contour ``levels``, ``start`` and
+    ``minimum``; a path is an array of points, shape (steps + 1, 2)."""
+    xs, ys = np.linspace(*surface["xlim"], 200), np.linspace(*surface["ylim"], 200)
+    grid = np.meshgrid(xs, ys)
+    ax.contourf(*grid, surface["f"](grid), levels=surface["levels"], cmap="Blues",
+                alpha=0.8, extend="both")
+    for i, (label, path) in enumerate(paths.items()):
+        style = ".-" if len(path) <= 200 else "-"  # dots mark the steps of short paths
+        ax.plot(path[:, 0], path[:, 1], style, color=f"C{i + 1}", ms=3, lw=1.2, label=label)
+    ax.plot(*surface["start"], "ko", ms=5)
+    ax.plot(*surface["minimum"], "k*", ms=12)
+    ax.set(xlim=surface["xlim"], ylim=surface["ylim"], title=title)
+    if len(paths) > 1:
+        ax.legend(loc="lower right", fontsize=8)
+
+
+def surface_panels(count, width=3.4, height=3.3):
+    """A row of ``count`` contour panels sharing both axes, with few enough ticks that labels
+    never touch. Returns (figure, axes)."""
+    from matplotlib.ticker import MaxNLocator
+    fig, axes = _pyplot().subplots(1, count, figsize=(width * count, height), sharex=True,
+                                   sharey=True, layout="constrained", squeeze=False)
+    for ax in axes[0]:
+        ax.xaxis.set_major_locator(MaxNLocator(4, steps=[1, 2, 5, 10], prune="both"))
+        ax.set_xlabel("x")
+    axes[0, 0].set_ylabel("y")
+    return fig, axes[0]
+
+
+def two_line_title(label):
+    """'Momentum lr=0.3 μ=0.9' -> 'Momentum\\nlr=0.3 μ=0.9': titles of narrow panels fit."""
+    return label.replace(" ", "\n", 1)
+
+
+def report_path(label, surface, path):
+    """Print one line: a path's final point, final loss, and the first step with loss < 0.001."""
+    losses = surface["f"](path.T)
+    below = np.flatnonzero(losses < 1e-3)
+    reached = f"{below[0]:4d}" if len(below) else "   —"
+    x, y = np.round(path[-1], 3) + 0.0  # + 0.0 turns -0.0 into 0.0
+    print(f"{label:28s} ends at ({x:7.3f}, {y:6.3f})  loss {losses[-1]:.1e}   "
+          f"loss < 0.001 at step {reached}")
+
+
+def plot_step_losses(curves, window=20, ax=None, title="training loss per step"):
+    """Training-loss curves, one per label in ``curves`` ({label: loss per step}), each smoothed
+    by a running mean over ``window`` steps (the raw per-batch loss is noisy); log y axis."""
+    fig, ax = _new_axes(ax, (8, 3.6))
+    kernel = np.ones(window) / window
+    for i, (label, losses) in enumerate(curves.items()):
+        smooth = np.convolve(np.asarray(losses, dtype=float), kernel, mode="valid")
+        ax.plot(np.arange(window, len(losses) + 1), smooth, color=f"C{i + 1}", label=label)
+    ax.set(xlabel="step", ylabel=f"loss (mean of {window} steps, log scale)", yscale="log",
+           title=title)
+    ax.legend(fontsize=8)
+    return fig
