@@ -322,6 +322,84 @@ def test_layer_dashboard_draws_live_and_static(monkeypatch):
     plt.close("all")
 
 
+def test_bin_counts_keep_every_value_and_put_the_overflow_in_the_end_bins():
+    from tinynn.diagnostics import bin_counts
+    counts = bin_counts(np.array([-5.0, -1.0, -0.2, 0.0, 0.3, 1.0, 7.0, np.nan]), [-1, 0, 1])
+    assert counts.tolist() == [3, 4]      # -5 clipped to -1; 1.0 and 7.0 in the last bin
+    assert counts.dtype.kind in "iu"
+
+
+def test_activation_histograms_show_a_saturated_tanh_layer():
+    x, _ = blobs(n=64)
+    tn.seed(0)
+    big = tn.Net([tn.Dense(32, init=lambda shape, dtype: tn.initializers.normal(shape, dtype, 3.0)),
+                  tn.Tanh()])
+    rows = tn.activation_histograms(big, x, np.linspace(-1, 1, 21))
+    assert [row["layer"] for row in rows] == ["0 Dense", "1 Tanh"]
+    tanh = rows[1]["counts"]
+    assert tanh.sum() == 64 * 32
+    assert (tanh[0] + tanh[-1]) / tanh.sum() > 0.5     # most outputs within 0.1 of ±1
+
+
+def test_layer_stats_with_bins_records_histograms_read_only():
+    x, _ = blobs(n=64)
+    plain, _ = fit_params([])
+    bins = np.linspace(-3, 3, 13)
+    stats = tn.LayerStats(x, every=2, bins=bins, grad_bins=np.linspace(-8, 0, 9))
+    watched, history = fit_params([stats])
+    assert all(np.array_equal(plain[k], watched[k]) for k in plain)
+    assert stats.layers == ["0 Dense", "1 ReLU", "2 Dropout", "3 Dense"]
+    records = len(stats.steps)
+    hist = stats.hist_matrix("1 ReLU")
+    assert hist.shape == (12, records) and np.all(hist.sum(axis=0) == 64 * 16)
+    assert hist[:6].sum() == 0 and hist[6].sum() > 0   # ReLU: nothing below 0, zeros in [0, 0.5)
+    grads = stats.hist_matrix(0, "grad_hist")
+    assert grads.shape == (8, records) and np.all(grads.sum(axis=0) == 12 * 16 + 16)
+    assert stats.hist_matrix("1 ReLU", "grad_hist") is None      # no parameters
+    assert "hist" not in tn.LayerStats(x).history                # no bins: no histograms
+    assert tn.LayerStats(x).hist_matrix(0) is None
+
+
+def test_layer_stats_refuses_bins_that_are_not_ascending_edges():
+    for bins in ([1.0], [0.0, 1.0, 0.5], np.zeros((2, 2))):
+        with pytest.raises(tn.ConfigError):
+            tn.LayerStats(np.zeros((2, 3)), bins=bins)
+
+
+def test_layer_histograms_draw_as_images_and_live_in_the_dashboard(monkeypatch):
+    matplotlib = pytest.importorskip("matplotlib")
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from tinynn.course import viz
+
+    updates = []
+
+    class Handle:
+        def update(self, fig):
+            updates.append(fig)
+
+    monkeypatch.setattr(viz, "_display_handle", lambda fig: Handle())
+    x, y = blobs(n=200)
+    tn.seed(0)
+    net = tn.Net([tn.Dense(16), tn.Tanh(), tn.Dense(16), tn.Tanh(), tn.Dense(4)])
+    dashboard = viz.LayerHistogramDashboard(x[:64], bins=np.linspace(-1, 1, 21), layers="Tanh",
+                                            every=2, record_every=1, min_interval=0)
+    m = tn.Model(net, tn.SoftmaxCrossEntropy(), tn.Adam(lr=1e-3))
+    m.fit(x, y, epochs=2, batch_size=32, seed=0, callbacks=[dashboard])
+    assert len(updates) == dashboard.updates > 3
+    axes = dashboard.figure.axes
+    assert len(axes) == 8                                  # four panels, a row of four below
+    assert [ax.get_title() for ax in axes[4:6]] == ["layer 1 Tanh", "layer 3 Tanh"]
+    assert all(len(ax.get_images()) == 1 for ax in axes[4:6])
+    assert not axes[6].axison and not axes[7].axison       # no third tanh layer: left blank
+    assert len(axes[3].get_lines()) >= 3                   # the four panels as before
+    image = axes[4].get_images()[0].get_array()
+    assert image.shape == (20, len(dashboard.stats.steps))
+    fig = viz.plot_layer_histograms({"a": dashboard.stats, "b": dashboard.stats}, key="grad_hist")
+    assert len(fig.axes) == 6 and all(len(ax.get_images()) == 1 for ax in fig.axes)
+    plt.close("all")
+
+
 # ================================================================ the notebook's exercise checks
 def test_check_shuffle_names_the_mistakes(capsys):
     def right(x, y, seed):

@@ -19,8 +19,8 @@ from .callbacks import AverageWeights, Callback, EarlyStopping
 from .conv import AvgPool2D, Conv2D, MaxPool2D
 from .data import circles, moons, shift_images, split, spirals
 from .datasets import load_mnist, load_names
-from .diagnostics import (LayerStats, activation_stats, batch_dependency, dead_fraction,
-                          gradcheck_net, initial_loss_check, overfit_batch)
+from .diagnostics import (LayerStats, activation_histograms, activation_stats, batch_dependency,
+                          dead_fraction, gradcheck_net, initial_loss_check, overfit_batch)
 from .errors import (CallOrderError, ConfigError, DataError, DivergenceWarning, ShapeError,
                      TinynnError, TinynnWarning)
 from .gradcheck import gradcheck
@@ -28,7 +28,7 @@ from .layers import (GELU, Dense, Dropout, Flatten, Layer, LeakyReLU, ReLU, Sigm
                      Tanh)
 from .losses import MSE, Loss, SigmoidCrossEntropy, SoftmaxCrossEntropy
 from .lr_finder import RangeTestResult, lr_range_test
-from .metrics import accuracy, confusion_matrix
+from .metrics import accuracy, calibration, confusion_matrix
 from .model import Model
 from .net import Net
 from .norm import BatchNorm, LayerNorm

@@ -11,6 +11,8 @@ turn the usual suspects into a verdict with the expected and the actual number:
     tn.dead_fraction(h)                    units that are 0 for every sample of a batch
     tn.LayerStats(x_probe)                 a fit callback recording those, the parameter
                                            gradients and the update ratio ‖Δθ‖/‖θ‖ per step
+                                           (with bins=..., histograms of both over training)
+    tn.activation_histograms(net, x, bins) per layer: how many of its outputs fall in each bin
 
 Each check returns a small report: ``.ok`` (True/False), the numbers, and a one-paragraph
 ``verdict`` (its ``repr``, so a report on a cell's last line prints it). None of them changes
@@ -266,6 +268,36 @@ def activation_stats(net, x):
     return rows
 
 
+def bin_counts(values, bins):
+    """How many of ``values`` fall in each bin of the edges ``bins`` (ascending, len(bins) − 1
+    bins); values beyond the first or last edge are counted in the first or last bin, so the
+    counts always add up to ``values.size`` (a tanh unit at exactly ±1 lands in the end bin)."""
+    edges = np.asarray(bins, dtype=np.float64)
+    flat = np.asarray(values, dtype=np.float64).ravel()
+    flat = np.clip(flat[~np.isnan(flat)], edges[0], edges[-1])
+    return np.histogram(flat, edges)[0]
+
+
+def activation_histograms(net, x, bins):
+    """Per layer, the histogram of its output on the batch ``x`` (an inference forward, which
+    changes nothing): ``{"layer": "1 Tanh", "counts": counts per bin of the edges bins}``.
+    Stacked over training steps, these are fast.ai's "colorful dimension": a tanh layer whose
+    counts pile up in the end bins is saturated, a ReLU layer with everything in the 0 bin is
+    dead."""
+    with np.errstate(all="ignore"):
+        return [{"layer": name, "counts": bin_counts(h, bins)}
+                for name, _, h in _layer_outputs(net, _as_batch(net, x))]
+
+
+def _log_grad_counts(layer, bins):
+    """Histogram of log10 |g| over every gradient entry of ``layer``'s parameters (a zero
+    gradient counts in the lowest bin)."""
+    g = np.concatenate([np.abs(np.asarray(layer.grads[name], dtype=np.float64)).ravel()
+                        for name in layer.params])
+    with np.errstate(divide="ignore"):
+        return bin_counts(np.log10(g), bins)
+
+
 def _layer_outputs(layer, h, where=""):
     """(name, layer, output) for every layer a net's inference forward of ``h`` runs through,
     nested ones included, named ``"<path> <type>"`` (``"2.1 MultiHeadAttention"``): each layer
@@ -287,6 +319,14 @@ def _norm(arrays):
     return math.sqrt(sum(float(np.vdot(a, a)) for a in arrays))
 
 
+def _edges(bins, what):
+    edges = np.asarray(bins, dtype=np.float64)
+    if edges.ndim != 1 or len(edges) < 2 or not np.all(np.diff(edges) > 0):
+        raise ConfigError(f"LayerStats: {what} must be ascending bin edges (at least two), "
+                          f"got {bins!r}")
+    return edges
+
+
 class LayerStats(Callback):
     """A ``fit`` callback that records, every ``every`` steps, per layer:
 
@@ -297,14 +337,28 @@ class LayerStats(Callback):
       far one step moved them, relative to their size. About 1e-3 is healthy; 1e-1 means the
       step size is far too large, 1e-6 that the layer hardly learns.
 
+    With ``bins`` (ascending bin edges for the outputs, e.g. ``np.linspace(-1, 1, 41)`` for
+    tanh), also:
+
+    - ``hist``: the counts of its outputs on the probe batch per bin (``activation_histograms``);
+    - ``grad_hist``: the counts of log10 |gradient| of its parameters per bin of ``grad_bins``
+      (default: 10^-10 … 10^0 in 40 bins), None for a layer without parameters.
+
+    ``hist_matrix(layer)`` stacks a layer's record into a (bins, records) array: the image of
+    fast.ai's "colorful dimension" (x: step, y: value, colour: count).
+
     Read-only: every number training computes is bit-for-bit what it is without the callback.
     ``history[key][layer]`` is a list over the recorded ``steps``; ``problems()`` names what
     looks unhealthy in the latest record."""
 
-    def __init__(self, x_probe, every=1):
+    def __init__(self, x_probe, every=1, bins=None, grad_bins=None):
         self.x_probe, self.every = x_probe, check_int(every, "every", "LayerStats")
         self.layers, self.steps, self.history = [], [], {}
         self._previous = None
+        self.bins = None if bins is None else _edges(bins, "bins")
+        self.grad_bins = (None if self.bins is None else
+                          _edges(np.linspace(-10, 0, 41) if grad_bins is None else grad_bins,
+                                 "grad_bins"))
 
     def on_train_begin(self, model):
         net = model.net
@@ -313,8 +367,9 @@ class LayerStats(Callback):
         self._owners = [layer for _, layer, _ in outputs]
         if not self.layers:
             self.layers = [name for name, _, _ in outputs]
-            self.history = {key: [[] for _ in self.layers]
-                            for key in ("mean", "std", "dead", "grad_std", "update_ratio")}
+            keys = ("mean", "std", "dead", "grad_std", "update_ratio")
+            keys += () if self.bins is None else ("hist", "grad_hist")
+            self.history = {key: [[] for _ in self.layers] for key in keys}
         self._previous = [p.copy() for p in net.params]
 
     def on_batch_end(self, model, step, logs):
@@ -347,7 +402,25 @@ class LayerStats(Callback):
             else:
                 self.history["update_ratio"][i].append(math.nan)
                 self.history["grad_std"][i].append(math.nan)
+            if self.bins is not None:
+                self.history["grad_hist"][i].append(
+                    _log_grad_counts(layer, self.grad_bins) if n else None)
             k += n
+        if self.bins is not None:
+            for i, row in enumerate(activation_histograms(net, self._probe, self.bins)):
+                self.history["hist"][i].append(row["counts"])
+
+    def hist_matrix(self, layer, key="hist"):
+        """A layer's histograms over the record as a (bins, records) array of counts (row 0 the
+        lowest bin): ``layer`` is its index or name; ``key`` "hist" (outputs) or "grad_hist"
+        (log10 |gradient|). None if the layer has no such record (no parameters, no bins)."""
+        if key not in self.history:
+            return None
+        i = self.layers.index(layer) if isinstance(layer, str) else layer
+        counts = self.history[key][i]
+        if not counts or counts[0] is None:
+            return None
+        return np.stack(counts, axis=1)
 
     def latest(self, key):
         """{layer name: the last recorded value of ``key``}."""

@@ -56,3 +56,50 @@ def precision_recall(counts):
     precision = np.divide(hits, predicted, out=np.zeros_like(hits), where=predicted > 0)
     recall = np.divide(hits, actual, out=np.zeros_like(hits), where=actual > 0)
     return precision, recall
+
+
+def calibration(probabilities, target, bins=10):
+    """How far a classifier's confidence can be trusted: a reliability table and its error.
+
+    The *confidence* of a prediction is its largest class probability, max_k p_k (pass
+    probabilities, softmax(logits), not logits). A classifier is *calibrated* when, among the
+    predictions it makes with confidence about p, a fraction about p is right. Sort the N
+    predictions into ``bins`` bins of equal width, (0, 1/B], (1/B, 2/B], …, ((B−1)/B, 1], and
+    compare per bin b, holding n_b predictions:
+
+        conf_b = their mean confidence,    acc_b = the fraction of them that is right.
+
+    conf_b > acc_b is over-confidence, conf_b < acc_b under-confidence. The *expected
+    calibration error* (Naeini et al., 2015; Guo et al., 2017) is the mean gap, each bin
+    weighted by its share of the predictions:
+
+        ECE = Σ_b (n_b / N) · |acc_b − conf_b|
+
+    It is 0 for a calibrated classifier, and 1 − accuracy for one that is 100 % sure of every
+    answer. It says nothing about accuracy itself: a classifier that guesses with confidence
+    1/C is calibrated if it is right a fraction 1/C of the time.
+
+    Returns ``{"edges": (B + 1,), "confidence": (B,), "accuracy": (B,), "count": (B,) ints,
+    "ece": float}``; an empty bin has confidence and accuracy NaN and adds nothing."""
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    if probabilities.ndim != 2 or probabilities.shape[1] < 2:
+        raise ShapeError(f"calibration: expected probabilities of shape (N, classes ≥ 2), got "
+                         f"{probabilities.shape}")
+    actual = as_labels(target)
+    if len(actual) != len(probabilities):
+        raise ShapeError(f"calibration: {len(probabilities)} predictions but {len(actual)} "
+                         "targets")
+    confidence = probabilities.max(axis=1)
+    right = probabilities.argmax(axis=1) == actual
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    # bin b holds (edges[b], edges[b + 1]]: the right end closed, so a confidence of 1 is in
+    # the last bin
+    index = np.clip(np.searchsorted(edges, confidence, side="left") - 1, 0, bins - 1)
+    count = np.bincount(index, minlength=bins)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_confidence = np.bincount(index, confidence, minlength=bins) / count
+        bin_accuracy = np.bincount(index, right.astype(np.float64), minlength=bins) / count
+    gaps = np.where(count > 0, np.abs(bin_accuracy - mean_confidence), 0.0)
+    ece = float(np.sum(count * gaps) / max(len(confidence), 1))
+    return {"edges": edges, "confidence": mean_confidence, "accuracy": bin_accuracy,
+            "count": count, "ece": ece}

@@ -900,3 +900,92 @@ def plot_step_losses(curves, window=20, ax=None, title="training loss per step")
            title=title)
     ax.legend(fontsize=8)
     return fig
+
+
+# ============================================================================ notebook 02: activation histograms over training
+def _selected_layers(stats, key, layers):
+    """Indices of the layers of ``stats`` with a ``key`` record: all of them, those whose name
+    contains ``layers`` (a string such as "Tanh"), or the names/indices in ``layers``."""
+    chosen = range(len(stats.layers))
+    if isinstance(layers, str):
+        chosen = [i for i in chosen if layers in stats.layers[i]]
+    elif layers is not None:
+        chosen = [stats.layers.index(l) if isinstance(l, str) else l for l in layers]
+    return [i for i in chosen if stats.hist_matrix(i, key) is not None]
+
+
+def draw_layer_histograms(axes, stats, key="hist", layers=None, label=True):
+    """Draw, on one axis per layer, a ``tn.LayerStats`` record of histograms (``bins=`` given) as
+    an image, fast.ai's "colorful dimension": x the recorded step, y the bin (the output value
+    for ``key="hist"``, log10 |gradient| of the layer's parameters for ``"grad_hist"``), colour
+    log(1 + count) — dark where no value falls, bright where many do. ``layers``: see
+    ``_selected_layers``. Axes left over stay blank."""
+    chosen = _selected_layers(stats, key, layers) if stats.steps else []
+    edges = stats.bins if key == "hist" else stats.grad_bins
+    for ax, i in zip(axes, chosen):
+        counts = stats.hist_matrix(i, key)
+        steps = np.asarray(stats.steps[:counts.shape[1]], dtype=np.float64)
+        gap = steps[1] - steps[0] if len(steps) > 1 else 1.0
+        ax.imshow(np.log1p(counts), aspect="auto", origin="lower", cmap="viridis",
+                  interpolation="nearest",
+                  extent=(steps[0] - gap / 2, steps[-1] + gap / 2, edges[0], edges[-1]))
+        ax.set_title(f"layer {stats.layers[i]}", fontsize=9)
+        ax.tick_params(labelsize=7)
+        if label:
+            ax.set_xlabel("step", fontsize=8)
+    if label and chosen:
+        axes[0].set_ylabel("output value" if key == "hist" else "log10 |gradient|", fontsize=8)
+    for ax in list(axes)[len(chosen):]:  # more axes than layers: leave the rest blank
+        if stats.steps:
+            ax.set_axis_off()
+        else:
+            placeholder(ax, "nothing recorded yet")
+
+
+def plot_layer_histograms(runs, key="hist", layers=None, size=(2.3, 1.9)):
+    """One row per run, one column per layer: ``runs`` maps a row title to a ``tn.LayerStats``
+    recorded with ``bins=``; each panel is ``draw_layer_histograms``'s image. Returns the
+    figure."""
+    plt = _pyplot()
+    columns = max(len(_selected_layers(s, key, layers)) for s in runs.values())
+    fig, axes = plt.subplots(len(runs), columns, figsize=(size[0] * columns, size[1] * len(runs)),
+                             squeeze=False, sharey=True)
+    for row, (title, stats) in zip(axes, runs.items()):
+        draw_layer_histograms(row, stats, key, layers, label=row is axes[-1])
+        row[0].set_ylabel(f"{title}\n" + ("output value" if key == "hist" else "log10 |grad|"),
+                          fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+class LayerHistogramDashboard(LayerDashboard):
+    """``LayerDashboard`` with a second row: the histograms of the layers' outputs over training
+    (``draw_layer_histograms``; ``layers`` chooses which, e.g. "ReLU") under its four panels::
+
+        dashboard = LayerHistogramDashboard(x_train[:256], bins=np.linspace(-1, 1, 41),
+                                            layers="Tanh")
+        model.fit(x, y, epochs=3, callbacks=[dashboard])"""
+
+    figsize = (13, 6.2)
+
+    def __init__(self, x_probe, bins, layers=None, every=20, record_every=5, min_interval=0.25):
+        super().__init__(x_probe, every, record_every, min_interval)
+        from .. import LayerStats
+        self.stats = LayerStats(x_probe, every=record_every, bins=bins)
+        self.layers = layers
+
+    def setup(self, fig):
+        names = self.stats.layers        # known: the record began before the figure is set up
+        shown = (sum(self.layers in name for name in names) if isinstance(self.layers, str)
+                 else len(names) if self.layers is None else len(self.layers))
+        columns = max(4, shown)
+        grid = fig.add_gridspec(2, columns)
+        for j in range(4):
+            fig.add_subplot(grid[0, j * columns // 4:(j + 1) * columns // 4])
+        for j in range(columns):
+            fig.add_subplot(grid[1, j])
+        fig.subplots_adjust(left=0.05, right=0.895, bottom=0.08, top=0.9, wspace=0.35, hspace=0.45)
+
+    def draw(self, model):
+        super().draw(model)
+        draw_layer_histograms(self.figure.axes[4:], self.stats, "hist", self.layers)

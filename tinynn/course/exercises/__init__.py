@@ -12,6 +12,7 @@ the reference version. Everything is seeded, so a check prints the same words ev
     check_loss(MySoftmaxCE, tn.SoftmaxCrossEntropy)
     check_optimizer(MyMomentum, tn.Momentum, lr=0.1, momentum=0.9)   # both built with the kwargs
     check_function(my_softmax, softmax, logits)   # plain functions (or schedules) on example args
+    check_epoch_accuracy(epoch_accuracy)      # (batch accuracies, batch sizes) -> the epoch's
     check_model_step(train_step)              # train_step(net, loss, optimizer, x, y) -> loss
     check_skip_backward(skip_backward)        # dL/dx for y = x + block(x)
     check_op(my_add, autograd.add)            # an autograd operation: forward, backward, gradcheck
@@ -31,7 +32,7 @@ named), ``spec`` (the ``Exercise`` spec and the registry of all of them) and one
 notebook (``n01_dense``, ...) with that notebook's checks, catalogues of mistakes and specs.
 """
 from .core import expect
-from .n00_overview import check_function
+from .n00_overview import check_epoch_accuracy, check_function
 from .n01_dense import check_layer
 from .n03_losses import check_loss
 from .n04_optimizers import check_optimizer
@@ -48,7 +49,8 @@ from .n14_attention import (check_attention_backward, check_causal_softmax,
                             check_layer_norm_backward)
 from .spec import registry
 
-__all__ = ["check_layer", "check_loss", "check_optimizer", "check_function", "check_model_step",
+__all__ = ["check_layer", "check_loss", "check_optimizer", "check_function", "check_epoch_accuracy",
+           "check_model_step",
            "check_skip_backward",
            "check_op", "check_pick", "check_topological_order", "check_col2im",
            "check_shuffle", "check_scaling", "check_dead_fraction", "check_inference",
