@@ -76,6 +76,17 @@ def test_no_test_plumbing_in_the_cells_a_student_reads(path):
 
 
 @pytest.mark.parametrize("path", COURSE, ids=lambda p: p.name)
+def test_no_cell_shows_a_bare_true_or_false(path):
+    """A verdict is a line that says what held (expect, check_*); a lone `True` under it is
+    noise a student has to puzzle over."""
+    for cell in code_cells(path):
+        for out in cell.get("outputs", []):
+            shown = "".join(out.get("data", {}).get("text/plain", "")) if "data" in out else ""
+            assert shown not in ("True", "False"), (
+                f"{path.name}: {''.join(cell['source'])[-60:]!r} shows a bare {shown}")
+
+
+@pytest.mark.parametrize("path", COURSE, ids=lambda p: p.name)
 def test_every_ignored_output_is_explained_and_checked(path):
     """A cell whose output leaves the exact comparison says why in its metadata ('volatile');
     unless the output is volatile by nature (a download bar, timings, a widget view), the next
